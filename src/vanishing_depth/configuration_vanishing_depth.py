@@ -1,0 +1,242 @@
+# Copyright 2026 The vanishing-depth authors. Apache-2.0.
+"""Configuration of the Vanishing Depth RGB-D encoder (arXiv 2503.19947).
+
+The config holds the frozen RGB backbone's own `Dinov2Config` (or `Dinov2WithRegistersConfig`) as the
+sub-config `rgb_config`, plus the depth-side fields. The depth ViT has the same shape as the RGB ViT; only
+its input channel count differs, so its config is derived, never stored.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import AutoConfig, Dinov2Config, PreTrainedConfig
+from transformers.backbone_utils import BackboneConfigMixin
+
+DEPTH_NORMALIZATIONS = ("global", "dynamic")
+DEPTH_ENCODINGS = ("pde", "normalized")
+FEATURE_SOURCES = ("post_fusion", "pre_fusion")
+SUPPORTED_RGB_MODEL_TYPES = ("dinov2", "dinov2_with_registers")
+
+# The 1-channel normalisation baseline of METHOD §1.2: (d - 5 m) / 5 m.
+NORMALIZED_DEPTH_MEAN_M = 5.0
+NORMALIZED_DEPTH_STD_M = 5.0
+
+
+def default_fusion_layers(num_hidden_layers: int) -> list[int]:
+    """0-based block indices closing each quarter of the network: [2, 5, 8, 11] for 12 blocks,
+    [5, 11, 17, 23] for 24, [9, 19, 29, 39] for 40."""
+    if num_hidden_layers < 4:
+        # Tiny test models: fuse after every block, at most four times.
+        return list(range(num_hidden_layers))
+    return [round(num_hidden_layers * (q + 1) / 4) - 1 for q in range(4)]
+
+
+def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
+    if rgb_config is None:
+        # DINOv2 ViT-B/14, the paper's default RGB encoder. Built locally, no network.
+        return Dinov2Config(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, image_size=518)
+    if isinstance(rgb_config, dict):
+        rgb_config = dict(rgb_config)
+        model_type = rgb_config.pop("model_type", "dinov2")
+        if model_type not in SUPPORTED_RGB_MODEL_TYPES:
+            raise ValueError(f"`rgb_config.model_type` must be one of {SUPPORTED_RGB_MODEL_TYPES}, got {model_type!r}.")
+        return AutoConfig.for_model(model_type, **rgb_config)
+    if isinstance(rgb_config, PreTrainedConfig):
+        if rgb_config.model_type not in SUPPORTED_RGB_MODEL_TYPES:
+            raise ValueError(
+                f"`rgb_config` must be a DINOv2 config (model_type in {SUPPORTED_RGB_MODEL_TYPES}), "
+                f"got a {type(rgb_config).__name__} with model_type {rgb_config.model_type!r}."
+            )
+        return copy.deepcopy(rgb_config)
+    raise ValueError(f"`rgb_config` must be a Dinov2Config, a dict or None, got {type(rgb_config).__name__}.")
+
+
+class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
+    r"""
+    Configuration of [`VanishingDepthModel`]: a frozen pretrained RGB DINOv2 and a trainable depth DINOv2 of
+    the same shape, with squeeze-and-excitation fusion from RGB to depth after `fusion_layers`.
+
+    Args:
+        rgb_config (`Dinov2Config` or `dict`, *optional*):
+            The RGB backbone's config (any DINOv2 size S/B/L/g, with or without registers). Defaults to a
+            DINOv2 ViT-B/14 shape at 518 px. Built locally: constructing a config never touches the network.
+        pde_channels (`int`, *optional*, defaults to 32):
+            Channels C of the positional depth encoding (even: C/2 sin/cos pairs).
+        pde_temperature (`float`, *optional*, defaults to 3e-4):
+            Temperature T of the frequency ladder; pair k has period `max_depth * T**(2k/C)` metres.
+        max_depth (`float`, *optional*, defaults to 15.0):
+            Global depth normaliser d_max in metres (`depth_normalization="global"`).
+        depth_normalization (`str`, *optional*, defaults to `"global"`):
+            `"global"`: d / max_depth. `"dynamic"`: d / max(d) per image, with max(d) written as a digit code
+            into the depth CLS token (METHOD §1.5) so metric scale is kept.
+        depth_encoding (`str`, *optional*, defaults to `"pde"`):
+            `"pde"` (sinusoidal, `pde_channels` channels) or `"normalized"`: the 1-channel (d - 5 m) / 5 m
+            baseline kept for ablations.
+        fusion_layers (`list[int]`, *optional*):
+            0-based depth-ViT block indices after which RGB features are fused into the depth stream.
+            Defaults to the blocks that close each quarter: [2, 5, 8, 11] for 12 blocks, [5, 11, 17, 23] for 24.
+        se_reduction (`int`, *optional*, defaults to 16):
+            Reduction ratio of the squeeze-and-excitation gates (hidden -> hidden / r -> hidden).
+        fuse_cls_token (`bool`, *optional*, defaults to `False`):
+            Whether the CLS (and register) tokens are fused too. The official ViT-B setting leaves them out.
+        add_depth_scale_to_cls_token (`bool`, *optional*, defaults to `True`):
+            Dynamic mode only: add the max-depth digit code to the depth CLS token (True) or replace it (False).
+        feature_source (`str`, *optional*, defaults to `"post_fusion"`):
+            Which depth features `feature_maps` returns at each fusion layer: after (`"post_fusion"`) or
+            before (`"pre_fusion"`, the PoET pose setting) the fusion at that layer.
+        feature_layernorm (`bool`, *optional*, defaults to `True`):
+            Apply each stream's final layer norm to the features returned in `feature_maps`.
+        freeze_rgb_encoder (`bool`, *optional*, defaults to `True`):
+            Keep the RGB stream frozen (`requires_grad=False`, eval mode, run under `no_grad`).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the truncated normal used for newly created weights (fusion blocks, heads).
+        rgb_backbone_name_or_path (`str`, *optional*):
+            Where the RGB weights came from (a Hub id, folder or file), recorded by `from_rgb_backbone` for model cards.
+        out_features / out_indices (`list`, *optional*):
+            `AutoBackbone` outputs in transformers' stage numbering ("stem", "stage1", ... ; stage i = block i's
+            output). Default: the fusion layers, i.e. stages [3, 6, 9, 12] for 12 blocks.
+    """
+
+    model_type = "vanishing_depth"
+    sub_configs = {"rgb_config": AutoConfig}
+
+    def __init__(
+        self,
+        rgb_config: PreTrainedConfig | dict | None = None,
+        pde_channels: int = 32,
+        pde_temperature: float = 3e-4,
+        max_depth: float = 15.0,
+        depth_normalization: str = "global",
+        depth_encoding: str = "pde",
+        fusion_layers: list[int] | None = None,
+        se_reduction: int = 16,
+        fuse_cls_token: bool = False,
+        add_depth_scale_to_cls_token: bool = True,
+        feature_source: str = "post_fusion",
+        feature_layernorm: bool = True,
+        freeze_rgb_encoder: bool = True,
+        initializer_range: float = 0.02,
+        rgb_backbone_name_or_path: str | None = None,
+        out_features: list[str] | None = None,
+        out_indices: list[int] | None = None,
+        **kwargs,
+    ):
+        self.rgb_config = _rgb_config_from_any(rgb_config)
+        self.pde_channels = pde_channels
+        self.pde_temperature = pde_temperature
+        self.max_depth = max_depth
+        self.depth_normalization = depth_normalization
+        self.depth_encoding = depth_encoding
+        self.fusion_layers = (
+            list(fusion_layers)
+            if fusion_layers is not None
+            else default_fusion_layers(self.rgb_config.num_hidden_layers)
+        )
+        self.se_reduction = se_reduction
+        self.fuse_cls_token = fuse_cls_token
+        self.add_depth_scale_to_cls_token = add_depth_scale_to_cls_token
+        self.feature_source = feature_source
+        self.feature_layernorm = feature_layernorm
+        self.freeze_rgb_encoder = freeze_rgb_encoder
+        self.initializer_range = initializer_range
+        self.rgb_backbone_name_or_path = rgb_backbone_name_or_path
+        super().__init__(**kwargs)
+        self.validate_vanishing_depth()
+        self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]
+        if out_features is None and out_indices is None:
+            out_indices = [layer + 1 for layer in self.fusion_layers]
+        self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
+
+    # ----------------------------------------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.rgb_config.hidden_size
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.rgb_config.num_hidden_layers
+
+    @property
+    def patch_size(self) -> int:
+        return self.rgb_config.patch_size
+
+    @property
+    def num_register_tokens(self) -> int:
+        return getattr(self.rgb_config, "num_register_tokens", 0)
+
+    @property
+    def depth_input_channels(self) -> int:
+        """Channels the depth ViT's patch embedding takes: C for PDE, 1 for the normalised baseline."""
+        return self.pde_channels if self.depth_encoding == "pde" else 1
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of each returned feature map: RGB and depth features concatenated."""
+        return 2 * self.hidden_size
+
+    def depth_config(self) -> PreTrainedConfig:
+        """The depth ViT's config: the RGB config with the depth input channel count."""
+        depth_config = copy.deepcopy(self.rgb_config)
+        depth_config.num_channels = self.depth_input_channels
+        return depth_config
+
+    def dynamic_cls_digit_positions(self) -> tuple[int, int]:
+        """(first integer-digit index, first decimal index) of the dynamic max-depth code in the CLS vector."""
+        centre = 2 * self.hidden_size // 3 + self.hidden_size // 6
+        return centre, centre
+
+    # ----------------------------------------------------------------------------------------------------------
+    def validate_vanishing_depth(self) -> None:
+        """Refuse nonsense early, naming the field, the expected form and what was received."""
+        hidden, heads = self.rgb_config.hidden_size, self.rgb_config.num_attention_heads
+        if hidden % heads != 0:
+            raise ValueError(
+                f"`rgb_config.hidden_size` ({hidden}) must be divisible by `rgb_config.num_attention_heads` ({heads})."
+            )
+        if not isinstance(self.pde_channels, int) or self.pde_channels < 2 or self.pde_channels % 2:
+            raise ValueError(f"`pde_channels` must be an even integer >= 2 (sin/cos pairs), got {self.pde_channels!r}.")
+        if not 0.0 < float(self.pde_temperature):
+            raise ValueError(f"`pde_temperature` must be > 0, got {self.pde_temperature!r}.")
+        if not float(self.max_depth) > 0.0:
+            raise ValueError(f"`max_depth` must be a positive number of metres, got {self.max_depth!r}.")
+        if self.depth_normalization not in DEPTH_NORMALIZATIONS:
+            raise ValueError(
+                f"`depth_normalization` must be one of {DEPTH_NORMALIZATIONS}, got {self.depth_normalization!r}."
+            )
+        if self.depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"`depth_encoding` must be one of {DEPTH_ENCODINGS}, got {self.depth_encoding!r}.")
+        if self.depth_encoding == "normalized" and self.depth_normalization == "dynamic":
+            raise ValueError(
+                "`depth_normalization='dynamic'` only applies to `depth_encoding='pde'`; the normalized baseline "
+                "uses the fixed (d - 5 m) / 5 m."
+            )
+        if self.feature_source not in FEATURE_SOURCES:
+            raise ValueError(f"`feature_source` must be one of {FEATURE_SOURCES}, got {self.feature_source!r}.")
+        if not isinstance(self.se_reduction, int) or self.se_reduction < 1 or self.se_reduction > hidden:
+            raise ValueError(
+                f"`se_reduction` must be an integer in [1, hidden_size={hidden}], got {self.se_reduction!r}."
+            )
+        layers = self.fusion_layers
+        num_layers = self.rgb_config.num_hidden_layers
+        if not layers:
+            raise ValueError("`fusion_layers` must name at least one 0-based block index, got an empty list.")
+        for index in layers:
+            if not isinstance(index, int) or not 0 <= index < num_layers:
+                raise ValueError(
+                    f"`fusion_layers` holds 0-based block indices in [0, {num_layers - 1}] for a {num_layers}-block "
+                    f"ViT; got {index!r} in {layers}."
+                )
+        if sorted(set(layers)) != list(layers):
+            raise ValueError(f"`fusion_layers` must be strictly increasing without repeats, got {layers}.")
+        if self.depth_normalization == "dynamic":
+            centre, _ = self.dynamic_cls_digit_positions()
+            if centre + 6 > hidden or centre - 3 < 2 * hidden // 3:
+                raise ValueError(
+                    f"`depth_normalization='dynamic'` writes max(depth) as 3 integer and 6 decimal digits into the "
+                    f"last third of the CLS vector; hidden_size {hidden} is too small for that (use a larger model or global normalisation)."
+                )
+
+
+__all__ = ["VanishingDepthConfig", "default_fusion_layers"]

@@ -1,0 +1,446 @@
+# Copyright 2026 The vanishing-depth authors. Apache-2.0.
+"""Image processor for Vanishing Depth: RGB + metric depth (+ optional segmentation labels) -> model inputs.
+
+Pure torch / NumPy / PIL: no torchvision. RGB is resized (bicubic, antialiased), rescaled and ImageNet-normalised;
+depth is converted to float metres and moved onto the RGB grid with nearest-neighbour sampling only (averaging depth
+across an edge invents surfaces that do not exist); both are padded (or resized) to a multiple of the patch size. The
+padding is recorded in ``resized_sizes`` so the ``post_process_*`` methods can undo it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+from .modeling_vanishing_depth import positional_depth_encoding
+
+logger = logging.get_logger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+FAR_DEPTH_MODES = ("drop", "rescale", "keep")
+MULTIPLE_MODES = ("pad", "resize")
+
+
+def _rgb_to_float_hwc(image: Any, index: int) -> np.ndarray:
+    """One RGB image as float32 (H, W, 3) in [0, 255]."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    elif isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+            image = image.transpose(1, 2, 0)  # CHW -> HWC
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f"`images[{index}]` must be an RGB image (H, W, 3) or (3, H, W), got shape {image.shape}.")
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    if np.issubdtype(image.dtype, np.floating) and image.size and float(np.nanmax(image)) <= 1.0:
+        image = image * 255.0  # float images in [0, 1]
+    return image.astype(np.float32)
+
+
+def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np.ndarray:
+    """One depth map as float32 metres (H, W), 0 = missing.
+
+    Float input is taken as metres. Integer sensor maps need `depth_scale` (metres per unit, e.g. 0.001 for mm PNGs);
+    8-bit maps are refused (they are visualisations, not measurements). NaN and inf become 0 with a warning;
+    negative values raise.
+    """
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(depth, Image.Image):
+        if depth.mode in ("L", "P", "1"):
+            raise ValueError(
+                f"`depth[{index}]` is an 8-bit image (mode {depth.mode}): depth needs 16 or 32 bits; this looks like a "
+                "visualisation. Load the sensor's 16-bit PNG or float map instead."
+            )
+        if depth.mode in ("RGB", "RGBA"):
+            raise ValueError(f"`depth[{index}]` is a colour image (mode {depth.mode}); depth must be single-channel.")
+        depth = np.asarray(depth)
+    elif isinstance(depth, torch.Tensor):
+        depth = depth.detach().cpu().numpy()
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and 1 in (depth.shape[0], depth.shape[-1]):
+        depth = depth.reshape(depth.shape[1:] if depth.shape[0] == 1 else depth.shape[:-1])
+    if depth.ndim != 2:
+        raise ValueError(f"`depth[{index}]` must be a single-channel map (H, W) or (1, H, W), got shape {depth.shape}.")
+    if depth.dtype == np.uint8 or depth.dtype == bool:
+        raise ValueError(
+            f"`depth[{index}]` is 8-bit: depth needs 16 or 32 bits; this looks like a visualisation, not a measurement."
+        )
+    if np.issubdtype(depth.dtype, np.integer):
+        if depth_scale is None:
+            raise ValueError(
+                f"`depth[{index}]` holds integer sensor units ({depth.dtype}); pass `depth_scale` in metres per unit "
+                "(0.001 for millimetre PNGs, 1/256 for KITTI, 1/5000 for TUM) or convert to float metres first."
+            )
+        depth = depth.astype(np.float32) * np.float32(depth_scale)
+    else:
+        depth = depth.astype(np.float32)
+        if depth_scale is not None and depth_scale != 1.0:
+            depth = depth * np.float32(depth_scale)
+    non_finite = ~np.isfinite(depth)
+    if non_finite.any():
+        warnings.warn(f"`depth[{index}]`: {int(non_finite.sum())} NaN/inf values treated as missing (0).", stacklevel=3)
+        depth = np.where(non_finite, 0.0, depth).astype(np.float32)
+    if (depth < 0).any():
+        raise ValueError(
+            f"`depth[{index}]` has {int((depth < 0).sum())} negative values; depth is metres >= 0 with 0 = missing."
+        )
+    return depth
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 4:
+        return list(value)
+    return [value]
+
+
+class VanishingDepthImageProcessor(BaseImageProcessor):
+    r"""
+    Prepares RGB images, metric depth maps and (optionally) segmentation maps for [`VanishingDepthModel`] and its heads.
+
+    Args:
+        do_resize (`bool`, defaults to `True`): resize RGB (bicubic, antialiased) and depth (nearest) to `size`.
+        size (`dict`, defaults to `{"shortest_edge": 224}`): `{"shortest_edge": s}` keeps the aspect ratio;
+            `{"height": h, "width": w}` forces a size.
+        ensure_multiple_of (`str`, defaults to `"pad"`): make H and W multiples of `patch_size` by zero-padding bottom
+            and right (recorded in `resized_sizes`, undone by post-processing) or by `"resize"` to the nearest multiple.
+        patch_size (`int`, defaults to 14).
+        do_rescale / rescale_factor / do_normalize / image_mean / image_std: RGB scaling and ImageNet normalisation.
+        depth_scale (`float`, *optional*): metres per unit of integer depth maps (0.001 for millimetre PNGs). Float
+            maps are metres already.
+        max_valid_depth (`float`, defaults to 15.0): depth in metres beyond which measurements are handled by
+            `far_depth`: `"drop"` sets them to 0 (missing); `"rescale"` scales a map whose maximum exceeds
+            0.95 * max_valid_depth so that its maximum becomes 0.95 * max_valid_depth (METHOD §2.1 step 3, eval
+            variant); `"keep"` leaves them. Every change is logged with its pixel count.
+        do_depth_encoding (`bool`, defaults to `False`): return the PDE channels (`depth_encoding`, `(B, C, H, W)`,
+            the official pipeline's layout) instead of metres (`depth_values`, `(B, 1, H, W)`).
+        pde_channels / pde_temperature / pde_max_depth: PDE settings for `do_depth_encoding` (match the model config).
+        do_reduce_labels (`bool`, defaults to `False`): segmentation label 0 -> 255 (ignored), others shifted down by 1.
+        ignore_index (`int`, defaults to 255): label of padded and ignored segmentation pixels.
+    """
+
+    model_input_names = ["pixel_values", "depth_values"]
+
+    def __init__(
+        self,
+        do_resize: bool = True,
+        size: dict[str, int] | None = None,
+        resample: str = "bicubic",
+        ensure_multiple_of: str = "pad",
+        patch_size: int = 14,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        depth_scale: float | None = None,
+        max_valid_depth: float | None = 15.0,
+        far_depth: str = "drop",
+        do_depth_encoding: bool = False,
+        pde_channels: int = 32,
+        pde_temperature: float = 3e-4,
+        pde_max_depth: float = 15.0,
+        do_reduce_labels: bool = False,
+        ignore_index: int = 255,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.do_resize = do_resize
+        self.size = dict(size) if size is not None else {"shortest_edge": 224}
+        self.resample = resample
+        self.ensure_multiple_of = ensure_multiple_of
+        self.patch_size = patch_size
+        self.do_rescale = do_rescale
+        self.rescale_factor = rescale_factor
+        self.do_normalize = do_normalize
+        self.image_mean = list(image_mean) if image_mean is not None else list(IMAGENET_MEAN)
+        self.image_std = list(image_std) if image_std is not None else list(IMAGENET_STD)
+        self.depth_scale = depth_scale
+        self.max_valid_depth = max_valid_depth
+        self.far_depth = far_depth
+        self.do_depth_encoding = do_depth_encoding
+        self.pde_channels = pde_channels
+        self.pde_temperature = pde_temperature
+        self.pde_max_depth = pde_max_depth
+        self.do_reduce_labels = do_reduce_labels
+        self.ignore_index = ignore_index
+        self._validate_settings()
+
+    @classmethod
+    def from_model_config(cls, config, **kwargs) -> VanishingDepthImageProcessor:
+        """A processor whose patch size and PDE settings match a `VanishingDepthConfig`."""
+        return cls(
+            patch_size=config.patch_size,
+            pde_channels=config.pde_channels,
+            pde_temperature=config.pde_temperature,
+            pde_max_depth=config.max_depth,
+            max_valid_depth=kwargs.pop("max_valid_depth", config.max_depth),
+            **kwargs,
+        )
+
+    def _validate_settings(self) -> None:
+        if self.far_depth not in FAR_DEPTH_MODES:
+            raise ValueError(f"`far_depth` must be one of {FAR_DEPTH_MODES}, got {self.far_depth!r}.")
+        if self.ensure_multiple_of not in MULTIPLE_MODES:
+            raise ValueError(f"`ensure_multiple_of` must be one of {MULTIPLE_MODES}, got {self.ensure_multiple_of!r}.")
+        if not ({"shortest_edge"} == set(self.size) or {"height", "width"} == set(self.size)):
+            raise ValueError(f"`size` must be {{'shortest_edge': s}} or {{'height': h, 'width': w}}, got {self.size}.")
+        if self.resample not in ("bicubic", "bilinear"):
+            raise ValueError(f"`resample` must be 'bicubic' or 'bilinear' for RGB, got {self.resample!r}.")
+        if self.depth_scale is not None and not self.depth_scale > 0:
+            raise ValueError(f"`depth_scale` must be a positive number of metres per unit, got {self.depth_scale!r}.")
+
+    # ------------------------------------------------------------------------------------------------------------------
+    def _target_size(self, height: int, width: int) -> tuple[int, int]:
+        if not self.do_resize:
+            new_h, new_w = height, width
+        elif "shortest_edge" in self.size:
+            scale = self.size["shortest_edge"] / min(height, width)
+            new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        else:
+            new_h, new_w = self.size["height"], self.size["width"]
+        if self.ensure_multiple_of == "resize":
+            p = self.patch_size
+            new_h, new_w = max(p, round(new_h / p) * p), max(p, round(new_w / p) * p)
+        return new_h, new_w
+
+    def _resize_rgb(self, rgb_hwc: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(rgb_hwc)).permute(2, 0, 1)[None]
+        if tuple(tensor.shape[-2:]) != size:
+            tensor = F.interpolate(tensor, size=size, mode=self.resample, align_corners=False, antialias=True)
+            tensor = tensor.clamp(0.0, 255.0)  # bicubic overshoot; PIL clamps the same way for 8-bit images
+        tensor = tensor[0]
+        if self.do_rescale:
+            tensor = tensor * self.rescale_factor
+        if self.do_normalize:
+            mean = torch.tensor(self.image_mean, dtype=tensor.dtype)[:, None, None]
+            std = torch.tensor(self.image_std, dtype=tensor.dtype)[:, None, None]
+            tensor = (tensor - mean) / std
+        return tensor
+
+    @staticmethod
+    def resize_depth_nearest(depth_m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Nearest-neighbour resize of `(H, W)` metres to `size`: every output value is one of the input values."""
+        if tuple(depth_m.shape[-2:]) == tuple(size):
+            return depth_m
+        return F.interpolate(depth_m[None, None], size=size, mode="nearest-exact")[0, 0]
+
+    def _handle_far_depth(self, depth_m: np.ndarray, index: int) -> np.ndarray:
+        limit = self.max_valid_depth
+        if limit is None or self.far_depth == "keep":
+            return depth_m
+        if self.far_depth == "rescale":
+            maximum = float(depth_m.max()) if depth_m.size else 0.0
+            if maximum > 0.95 * limit:
+                logger.info(
+                    "depth[%d]: max %.2f m rescaled to %.2f m (far_depth='rescale').", index, maximum, 0.95 * limit
+                )
+                depth_m = depth_m * np.float32(0.95 * limit / maximum)
+            return depth_m
+        far = depth_m > limit
+        if far.any():
+            logger.info(
+                "depth[%d]: %d pixels beyond max_valid_depth=%.2f m set to missing.", index, int(far.sum()), limit
+            )
+            depth_m = np.where(far, 0.0, depth_m).astype(np.float32)
+        return depth_m
+
+    # ------------------------------------------------------------------------------------------------------------------
+    def preprocess(
+        self,
+        images: Any,
+        depth: Any = None,
+        segmentation_maps: Any = None,
+        depth_scale: float | None = None,
+        do_depth_encoding: bool | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Prepare a batch.
+
+        Args:
+            images: one RGB image or a list (PIL, NumPy (H, W, 3) uint8 / float in [0, 1], torch (3, H, W)).
+            depth: one depth map per image, or `None` for "no depth at all" (an all-missing map: the model then runs
+                on RGB alone). Float metres (NumPy, torch, PIL mode F) or integer sensor maps with `depth_scale`.
+                Any resolution: it is sampled onto the RGB grid with nearest neighbour.
+            segmentation_maps: optional label maps (H, W) per image, resized with nearest neighbour.
+            depth_scale: metres per unit for integer depth; overrides the processor's setting for this call.
+            do_depth_encoding: override the processor setting for this call.
+            return_tensors: "pt" (default) or "np".
+
+        Returns:
+            `BatchFeature` with `pixel_values` `(B, 3, H, W)`, `depth_values` `(B, 1, H, W)` metres (or
+            `depth_encoding` `(B, C, H, W)`), `labels` `(B, H, W)` int64 if segmentation maps were given, and
+            `resized_sizes` `(B, 2)`: the (height, width) of the content before padding, for post-processing.
+        """
+        if kwargs:
+            unknown = sorted(kwargs)
+            raise ValueError(f"Unknown arguments to VanishingDepthImageProcessor.preprocess: {unknown}.")
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"`return_tensors` must be 'pt' or 'np', got {return_tensors!r}.")
+        image_list = _as_list(images)
+        if not image_list:
+            raise ValueError("`images` must hold at least one RGB image.")
+        depth_list = _as_list(depth) if depth is not None else [None] * len(image_list)
+        if len(depth_list) != len(image_list):
+            raise ValueError(
+                f"`depth` must hold one map per image: got {len(depth_list)} maps for {len(image_list)} images."
+            )
+        label_list = _as_list(segmentation_maps) if segmentation_maps is not None else None
+        if label_list is not None and len(label_list) != len(image_list):
+            raise ValueError(
+                f"`segmentation_maps` must hold one map per image: got {len(label_list)} for {len(image_list)} images."
+            )
+        scale = depth_scale if depth_scale is not None else self.depth_scale
+        encode = self.do_depth_encoding if do_depth_encoding is None else do_depth_encoding
+
+        pixel_values, depth_values, labels, sizes = [], [], [], []
+        for index, image in enumerate(image_list):
+            rgb = _rgb_to_float_hwc(image, index)
+            height, width = rgb.shape[:2]
+            size = self._target_size(height, width)
+            pixel_values.append(self._resize_rgb(rgb, size))
+            if depth_list[index] is None:
+                depth_m = torch.zeros(size, dtype=torch.float32)
+            else:
+                depth_np = self._handle_far_depth(depth_to_metres(depth_list[index], scale, index), index)
+                d_h, d_w = depth_np.shape
+                if abs(d_h / d_w - height / width) > 0.02 * (height / width):
+                    logger.warning(
+                        "depth[%d] is %dx%d but the image is %dx%d: aspect ratios differ, depth is stretched onto the "
+                        "RGB grid (nearest neighbour).",
+                        index,
+                        d_w,
+                        d_h,
+                        width,
+                        height,
+                    )
+                depth_m = self.resize_depth_nearest(torch.from_numpy(depth_np), size)
+            depth_values.append(depth_m)
+            if label_list is not None:
+                label = torch.as_tensor(np.asarray(label_list[index]), dtype=torch.int64)
+                if label.ndim == 3 and label.shape[-1] == 1:
+                    label = label[..., 0]
+                if label.shape != (height, width):
+                    raise ValueError(
+                        f"`segmentation_maps[{index}]` is {tuple(label.shape)} but the image is {(height, width)}."
+                    )
+                if self.do_reduce_labels:
+                    label = torch.where(label == 0, self.ignore_index, label - 1)
+                    label = torch.where(label == self.ignore_index - 1, self.ignore_index, label)
+                labels.append(F.interpolate(label[None, None].float(), size=size, mode="nearest-exact")[0, 0].long())
+            sizes.append(size)
+
+        p = self.patch_size
+        out_h = math.ceil(max(s[0] for s in sizes) / p) * p
+        out_w = math.ceil(max(s[1] for s in sizes) / p) * p
+        if any(s != sizes[0] for s in sizes) or (out_h, out_w) != sizes[0]:
+            logger.debug("Padding batch to %dx%d (multiple of %d).", out_h, out_w, p)
+
+        def pad(tensor: torch.Tensor, value: float) -> torch.Tensor:
+            return F.pad(tensor, (0, out_w - tensor.shape[-1], 0, out_h - tensor.shape[-2]), value=value)
+
+        batch = {
+            "pixel_values": torch.stack([pad(t, 0.0) for t in pixel_values]),
+            "resized_sizes": torch.tensor(sizes, dtype=torch.int64),
+        }
+        depth_batch = torch.stack([pad(d, 0.0) for d in depth_values])[:, None]  # padding = missing depth
+        if encode:
+            batch["depth_encoding"] = positional_depth_encoding(
+                depth_batch, channels=self.pde_channels, temperature=self.pde_temperature, max_depth=self.pde_max_depth
+            )
+        else:
+            batch["depth_values"] = depth_batch
+        if label_list is not None:
+            batch["labels"] = torch.stack([pad(lab, self.ignore_index) for lab in labels])
+        if return_tensors == "np":
+            batch = {key: value.numpy() for key, value in batch.items()}
+        return BatchFeature(data=batch, tensor_type=return_tensors)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _crop_to_content(tensor: torch.Tensor, resized_size) -> torch.Tensor:
+        if resized_size is None:
+            return tensor
+        height, width = (int(v) for v in resized_size)
+        return tensor[..., :height, :width]
+
+    def post_process_depth_estimation(
+        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, resized_sizes: Any = None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Undo padding and resize: `outputs.predicted_depth` `(B, H, W)` or `(B, 1, H, W)` metres -> a list of
+        `{"predicted_depth": (h, w)}` at `target_sizes` (usually the original image sizes), bilinear."""
+        predicted = (
+            outputs["predicted_depth"] if isinstance(outputs, dict) else getattr(outputs, "predicted_depth", outputs)
+        )
+        if isinstance(predicted, (list, tuple)):
+            predicted = predicted[0]
+        if predicted.ndim == 4:
+            predicted = predicted[:, 0]
+        results = []
+        for index in range(predicted.shape[0]):
+            depth = predicted[index]
+            if resized_sizes is not None:
+                # Predictions may come at another resolution than the input grid: crop proportionally.
+                depth = self._crop_scaled(depth, resized_sizes[index])
+            if target_sizes is not None:
+                depth = F.interpolate(
+                    depth[None, None],
+                    size=tuple(int(v) for v in target_sizes[index]),
+                    mode="bilinear",
+                    align_corners=False,
+                )[0, 0]
+            results.append({"predicted_depth": depth})
+        return results
+
+    def post_process_semantic_segmentation(
+        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, resized_sizes: Any = None
+    ) -> list[torch.Tensor]:
+        """Undo padding and resize: logits `(B, C, h, w)` -> a list of `(H, W)` int64 label maps at `target_sizes`."""
+        logits = outputs["logits"] if isinstance(outputs, dict) else getattr(outputs, "logits", outputs)
+        results = []
+        for index in range(logits.shape[0]):
+            item = logits[index]
+            if resized_sizes is not None:
+                item = self._crop_scaled(item, resized_sizes[index])
+            if target_sizes is not None:
+                item = F.interpolate(
+                    item[None], size=tuple(int(v) for v in target_sizes[index]), mode="bilinear", align_corners=False
+                )[0]
+            results.append(item.argmax(dim=0))
+        return results
+
+    def _crop_scaled(self, tensor: torch.Tensor, resized_size) -> torch.Tensor:
+        """Crop the un-padded region of a map whose resolution may be a fraction of the padded input's."""
+        content_h, content_w = (int(v) for v in resized_size)
+        p = self.patch_size
+        # The padded input was the smallest multiple of p holding the content (single image) — recover the ratio.
+        padded_h, padded_w = math.ceil(content_h / p) * p, math.ceil(content_w / p) * p
+        scale_h, scale_w = tensor.shape[-2] / padded_h, tensor.shape[-1] / padded_w
+        return tensor[..., : max(1, round(content_h * scale_h)), : max(1, round(content_w * scale_w))]
+
+
+__all__ = ["VanishingDepthImageProcessor", "depth_to_metres"]

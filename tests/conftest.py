@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny configs of real structure (hidden <= 64, <= 4 layers, images <= 112 px)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+sys.path.insert(0, str(TESTS_DIR))  # helper modules such as hub_server
+
+# Two cores: keep torch from oversubscribing them when pytest runs alongside other work.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def shared_data_dir() -> Path | None:
+    """The read-only real RGB-D frames (../shared/data), or $VANISHING_DEPTH_SHARED_DATA."""
+    candidates = [os.environ.get("VANISHING_DEPTH_SHARED_DATA"), REPO_ROOT.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def tiny_rgb_config(**overrides):
+    from transformers import Dinov2Config
+
+    kwargs = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, image_size=56, patch_size=14)
+    kwargs.update(overrides)
+    return Dinov2Config(**kwargs)
+
+
+def tiny_config(rgb_overrides: dict | None = None, **overrides):
+    from vanishing_depth import VanishingDepthConfig
+
+    kwargs = dict(rgb_config=tiny_rgb_config(**(rgb_overrides or {})), pde_channels=16, se_reduction=4)
+    kwargs.update(overrides)
+    return VanishingDepthConfig(**kwargs)
+
+
+def random_rgbd(batch: int = 2, height: int = 56, width: int = 56, seed: int = 0, missing_fraction: float = 0.3):
+    generator = torch.Generator().manual_seed(seed)
+    rgb = torch.randn(batch, 3, height, width, generator=generator)
+    depth = 0.3 + 8.0 * torch.rand(batch, 1, height, width, generator=generator)
+    depth[torch.rand(batch, 1, height, width, generator=generator) < missing_fraction] = 0.0
+    return rgb, depth
+
+
+@pytest.fixture
+def tiny_model():
+    from vanishing_depth import VanishingDepthModel
+
+    torch.manual_seed(0)
+    return VanishingDepthModel(tiny_config()).eval()
