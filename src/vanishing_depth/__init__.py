@@ -5,13 +5,24 @@ Importing the package registers every class with the transformers Auto API (`Aut
 classes for remote code so a saved folder also loads with ``trust_remote_code=True`` where the package is missing.
 """
 
-from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForDepthEstimation,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+)
 
 from .configuration_vanishing_depth import VanishingDepthConfig, default_fusion_layers
 from .convert_checkpoints import convert_dinov2_state_dict, load_rgb_backbone
 from .image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .modeling_vanishing_depth import (
     VanishingDepthBackbone,
+    VanishingDepthForDepthEstimation,
+    VanishingDepthForImageClassification,
+    VanishingDepthForSemanticSegmentation,
     VanishingDepthModel,
     VanishingDepthModelOutput,
     VanishingDepthPreTrainedModel,
@@ -24,6 +35,9 @@ __version__ = "0.1.0"
 AutoConfig.register(VanishingDepthConfig.model_type, VanishingDepthConfig, exist_ok=True)
 AutoModel.register(VanishingDepthConfig, VanishingDepthModel, exist_ok=True)
 AutoBackbone.register(VanishingDepthConfig, VanishingDepthBackbone, exist_ok=True)
+AutoModelForSemanticSegmentation.register(VanishingDepthConfig, VanishingDepthForSemanticSegmentation, exist_ok=True)
+AutoModelForDepthEstimation.register(VanishingDepthConfig, VanishingDepthForDepthEstimation, exist_ok=True)
+AutoModelForImageClassification.register(VanishingDepthConfig, VanishingDepthForImageClassification, exist_ok=True)
 AutoImageProcessor.register(
     VanishingDepthConfig, image_processor_classes={"pil": VanishingDepthImageProcessor}, exist_ok=True
 )
@@ -32,11 +46,17 @@ AutoImageProcessor.register(
 VanishingDepthConfig.register_for_auto_class()
 VanishingDepthModel.register_for_auto_class("AutoModel")
 VanishingDepthBackbone.register_for_auto_class("AutoBackbone")
+VanishingDepthForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
+VanishingDepthForDepthEstimation.register_for_auto_class("AutoModelForDepthEstimation")
+VanishingDepthForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 VanishingDepthImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
     "VanishingDepthBackbone",
     "VanishingDepthConfig",
+    "VanishingDepthForDepthEstimation",
+    "VanishingDepthForImageClassification",
+    "VanishingDepthForSemanticSegmentation",
     "VanishingDepthImageProcessor",
     "VanishingDepthModel",
     "VanishingDepthModelOutput",

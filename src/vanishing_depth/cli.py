@@ -71,6 +71,74 @@ def _load_encoder_or_tiny(name_or_path: str | None):
     return VanishingDepthModel(VanishingDepthConfig(rgb_config=rgb_config)).eval()
 
 
+def _add_pretrain(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="Self-supervised pretraining of a depth adapter (Accelerate); see --help of the subcommand.",
+        description="All flags of vanishing_depth.training.pretrain.PretrainingArguments (dashes or underscores), or "
+        "--config FILE.yaml; --resume OUT/checkpoints/latest continues exactly where a run stopped.",
+        add_help=False,
+    )
+    parser.set_defaults(func=run_pretrain, passthrough=True)
+
+
+def run_pretrain(args) -> int:
+    from .training.pretrain import main as pretrain_main
+
+    return pretrain_main([a.replace("-", "_", 2) if a.startswith("--") and "=" not in a else a for a in args.rest])
+
+
+def _add_complete(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "complete",
+        help="Complete a sparse or holed depth map with a pretrained model (writes a 16-bit mm PNG and a picture).",
+    )
+    parser.add_argument("--model", required=True, help="A VanishingDepthForPretraining folder (e.g. RUN/pretraining).")
+    parser.add_argument("--rgb", required=True, help="RGB image file.")
+    parser.add_argument("--depth", required=True, help="Sparse or holed depth file.")
+    parser.add_argument("--depth-format", default="auto", help="mm, kitti, tum, sunrgbd, nyu_raw, float or auto.")
+    parser.add_argument("--out", required=True, help="Output 16-bit PNG in millimetres (0 = no prediction).")
+    parser.add_argument("--size", type=int, default=None, help="Processing short edge in px (default: the model's).")
+    parser.set_defaults(func=run_complete)
+
+
+def run_complete(args) -> int:
+    from .training.completion import complete_depth_file
+
+    written = complete_depth_file(
+        args.model, args.rgb, args.depth, args.out, depth_format=args.depth_format, size=args.size
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_build_corpus(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "build-corpus", help="Convert an RGB folder + depth folder of a real format into the RGB-D corpus schema."
+    )
+    parser.add_argument("--rgb-dir", required=True)
+    parser.add_argument("--depth-dir", required=True)
+    parser.add_argument("--depth-format", required=True, help="mm, kitti, tum, sunrgbd, nyu_raw or float.")
+    parser.add_argument("--source-name", required=True, help="Corpus name stored in every row.")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--match", default="stem", choices=["stem", "sorted", "number"])
+    parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"))
+    parser.add_argument("--split", default="train", help="Split name of the written parquet file.")
+    parser.set_defaults(func=run_build_corpus)
+
+
+def run_build_corpus(args) -> int:
+    from .training.corpora import build_corpus_from_folder, save_corpus
+
+    dataset = build_corpus_from_folder(
+        args.rgb_dir, args.depth_dir, args.depth_format, args.source_name, intrinsics=args.intrinsics, match=args.match
+    )
+    paths = save_corpus(dataset, args.output_dir, splits={args.split: list(range(len(dataset)))})
+    print(f"{len(dataset)} frames -> {paths}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vanishing-depth",
@@ -79,12 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at DEBUG level.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_features(subparsers)
+    _add_pretrain(subparsers)
+    _add_complete(subparsers)
+    _add_build_corpus(subparsers)
+    from .training.demo import add_demo_subcommand
+
+    add_demo_subcommand(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

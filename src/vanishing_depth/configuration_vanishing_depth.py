@@ -18,6 +18,7 @@ DEPTH_NORMALIZATIONS = ("global", "dynamic")
 DEPTH_ENCODINGS = ("pde", "normalized")
 FEATURE_SOURCES = ("post_fusion", "pre_fusion")
 SUPPORTED_RGB_MODEL_TYPES = ("dinov2", "dinov2_with_registers")
+SEGMENTATION_HEADS = ("linear", "multiscale")
 
 # The 1-channel normalisation baseline of METHOD §1.2: (d - 5 m) / 5 m.
 NORMALIZED_DEPTH_MEAN_M = 5.0
@@ -92,6 +93,30 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             Keep the RGB stream frozen (`requires_grad=False`, eval mode, run under `no_grad`).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the truncated normal used for newly created weights (fusion blocks, heads).
+        decoder_channels (`list[int]`, *optional*):
+            Pretraining U-Net decoder widths from coarse to fine (METHOD §2.5): [512, 256, 128, 64] for hidden >= 768,
+            [256, 128, 64, 32] below.
+        decode_dist_weights (`list[float]`, *optional*, defaults to `[10.0, 1.0, 0.1, 0.01]`):
+            Metres per channel of the 4-term "decode-dist" depth output of the pretraining (and completion) heads.
+        loss_alpha / loss_variance_focus (`float`, *optional*, defaults to 10.0 / 0.85):
+            alpha and lambda of the balanced scale-invariant log loss (METHOD §2.6); the depth-completion head's SILog
+            term uses them too.
+        freeze_encoder (`bool`, *optional*, defaults to `True`):
+            Task heads only: keep the whole encoder frozen (`requires_grad=False`, eval mode even under `.train()`),
+            the paper's protocol (METHOD §3). `False` trains the depth stream and the fusion blocks with the head; the
+            RGB stream stays governed by `freeze_rgb_encoder`.
+        segmentation_head (`str`, *optional*, defaults to `"linear"`):
+            `VanishingDepthForSemanticSegmentation` decoder: `"linear"` is the linear probe of METHOD §3.1 (batch norm
+            over the concatenated fusion-layer features, then a 1x1 conv; logits at stride 14); `"multiscale"` a small
+            FPN decoder over the features resized to strides 4/8/16/32 (logits at stride 4).
+        segmentation_decoder_hidden_size (`int`, *optional*, defaults to 256):
+            Channels of the `"multiscale"` segmentation decoder.
+        semantic_loss_ignore_index (`int`, *optional*, defaults to 255):
+            Label value the segmentation cross-entropy ignores (unlabelled and padded pixels).
+        depth_decoder_hidden_size (`int`, *optional*, defaults to 128):
+            Channels of the DPT-style decoder of `VanishingDepthForDepthEstimation` (METHOD §5 #12: features 128).
+        depth_loss_silog_weight / depth_loss_l1_weight (`float`, *optional*, defaults to 1.0 / 1.0):
+            Weights of the SILog and the L1 (metres) terms of the depth-completion loss.
         rgb_backbone_name_or_path (`str`, *optional*):
             Where the RGB weights came from (a Hub id, folder or file), recorded by `from_rgb_backbone` for model cards.
         out_features / out_indices (`list`, *optional*):
@@ -118,6 +143,17 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         feature_layernorm: bool = True,
         freeze_rgb_encoder: bool = True,
         initializer_range: float = 0.02,
+        decoder_channels: list[int] | None = None,
+        decode_dist_weights: list[float] | None = None,
+        loss_alpha: float = 10.0,
+        loss_variance_focus: float = 0.85,
+        freeze_encoder: bool = True,
+        segmentation_head: str = "linear",
+        segmentation_decoder_hidden_size: int = 256,
+        semantic_loss_ignore_index: int = 255,
+        depth_decoder_hidden_size: int = 128,
+        depth_loss_silog_weight: float = 1.0,
+        depth_loss_l1_weight: float = 1.0,
         rgb_backbone_name_or_path: str | None = None,
         out_features: list[str] | None = None,
         out_indices: list[int] | None = None,
@@ -141,6 +177,21 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         self.feature_layernorm = feature_layernorm
         self.freeze_rgb_encoder = freeze_rgb_encoder
         self.initializer_range = initializer_range
+        if decoder_channels is None:
+            decoder_channels = [512, 256, 128, 64] if self.rgb_config.hidden_size >= 768 else [256, 128, 64, 32]
+        self.decoder_channels = list(decoder_channels)
+        self.decode_dist_weights = (
+            list(decode_dist_weights) if decode_dist_weights is not None else [10.0, 1.0, 0.1, 0.01]
+        )
+        self.loss_alpha = loss_alpha
+        self.loss_variance_focus = loss_variance_focus
+        self.freeze_encoder = freeze_encoder
+        self.segmentation_head = segmentation_head
+        self.segmentation_decoder_hidden_size = segmentation_decoder_hidden_size
+        self.semantic_loss_ignore_index = semantic_loss_ignore_index
+        self.depth_decoder_hidden_size = depth_decoder_hidden_size
+        self.depth_loss_silog_weight = depth_loss_silog_weight
+        self.depth_loss_l1_weight = depth_loss_l1_weight
         self.rgb_backbone_name_or_path = rgb_backbone_name_or_path
         super().__init__(**kwargs)
         self.validate_vanishing_depth()
@@ -218,6 +269,15 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             raise ValueError(
                 f"`se_reduction` must be an integer in [1, hidden_size={hidden}], got {self.se_reduction!r}."
             )
+        if len(self.decoder_channels) != 4 or any(not isinstance(c, int) or c < 1 for c in self.decoder_channels):
+            raise ValueError(
+                f"`decoder_channels` must be 4 positive integers (coarse to fine), got {self.decoder_channels}."
+            )
+        if not self.decode_dist_weights or any(w <= 0 for w in self.decode_dist_weights):
+            raise ValueError(
+                f"`decode_dist_weights` must be positive metres per channel, got {self.decode_dist_weights}."
+            )
+        self._validate_task_head_fields()
         layers = self.fusion_layers
         num_layers = self.rgb_config.num_hidden_layers
         if not layers:
@@ -237,6 +297,29 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"`depth_normalization='dynamic'` writes max(depth) as 3 integer and 6 decimal digits into the "
                     f"last third of the CLS vector; hidden_size {hidden} is too small for that (use a larger model or global normalisation)."
                 )
+
+    def _validate_task_head_fields(self) -> None:
+        """The fields of the task heads (`VanishingDepthFor*`); the encoder ignores them."""
+        if not isinstance(self.freeze_encoder, bool):
+            raise ValueError(f"`freeze_encoder` must be True or False, got {self.freeze_encoder!r}.")
+        if self.segmentation_head not in SEGMENTATION_HEADS:
+            raise ValueError(
+                f"`segmentation_head` must be one of {SEGMENTATION_HEADS}, got {self.segmentation_head!r}."
+            )
+        for name in ("segmentation_decoder_hidden_size", "depth_decoder_hidden_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise ValueError(f"`{name}` must be an integer >= 2 (channels), got {value!r}.")
+        if not isinstance(self.semantic_loss_ignore_index, int) or isinstance(self.semantic_loss_ignore_index, bool):
+            raise ValueError(
+                f"`semantic_loss_ignore_index` must be an integer label, got {self.semantic_loss_ignore_index!r}."
+            )
+        silog, l1 = self.depth_loss_silog_weight, self.depth_loss_l1_weight
+        if not (float(silog) >= 0 and float(l1) >= 0 and float(silog) + float(l1) > 0):
+            raise ValueError(
+                f"`depth_loss_silog_weight` and `depth_loss_l1_weight` must be >= 0 with a positive sum, got {silog} "
+                f"and {l1}."
+            )
 
 
 __all__ = ["VanishingDepthConfig", "default_fusion_layers"]

@@ -9,15 +9,23 @@ backbone (`VanishingDepthBackbone`). The two DINOv2 streams are stepped through 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.backbone_utils import BackboneMixin
-from transformers.modeling_outputs import BackboneOutput, ModelOutput
+from transformers.modeling_outputs import (
+    BackboneOutput,
+    DepthEstimatorOutput,
+    ImageClassifierOutput,
+    ModelOutput,
+    SemanticSegmenterOutput,
+)
 from transformers.utils import logging
 
 from .configuration_vanishing_depth import (
@@ -25,6 +33,7 @@ from .configuration_vanishing_depth import (
     NORMALIZED_DEPTH_STD_M,
     VanishingDepthConfig,
 )
+from .loss_vanishing_depth import VanishingDepthLoss, masked_silog_l1_loss
 
 logger = logging.get_logger(__name__)
 
@@ -223,6 +232,19 @@ class VanishingDepthModelOutput(ModelOutput):
     rgb_hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+@dataclass
+class VanishingDepthStreams:
+    """Raw per-block tokens of both streams (no final layer norm), keyed by 0-based block index."""
+
+    rgb: dict[int, torch.Tensor]
+    depth_pre_fusion: dict[int, torch.Tensor]
+    depth_post_fusion: dict[int, torch.Tensor]
+    last_hidden_state: torch.Tensor | None = None
+    rgb_last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    rgb_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Base class
 # ----------------------------------------------------------------------------------------------------------------------
@@ -362,6 +384,9 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             kernel_size=old_projection.kernel_size,
             stride=old_projection.stride,
         )
+        # The depth stream never masks patches (DINOv2's iBOT mask token): keep it out of optimisers and DDP.
+        if self.depth_encoder.embeddings.mask_token is not None:
+            self.depth_encoder.embeddings.mask_token.requires_grad_(False)
         self.num_prefix_tokens = 1 + config.num_register_tokens
         self.fusions = nn.ModuleList(
             VanishingDepthFusion(config.hidden_size, config.se_reduction, self.num_prefix_tokens, config.fuse_cls_token)
@@ -452,9 +477,44 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        feature_layers = list(config.fusion_layers if feature_layers is None else feature_layers)
+        streams = self.forward_streams(
+            pixel_values, depth_values, depth_encoding, depth_scale_m, feature_layers, output_hidden_states
+        )
+        height, width = pixel_values.shape[-2:]
+        depth_source = streams.depth_pre_fusion if config.feature_source == "pre_fusion" else streams.depth_post_fusion
+        feature_maps = tuple(
+            self._feature_map(streams.rgb[layer], depth_source[layer], height, width) for layer in feature_layers
+        )
+        rgb_last, depth_last = streams.rgb_last_hidden_state, streams.last_hidden_state
+        pooled = torch.cat((rgb_last[:, 0].to(depth_last.dtype), depth_last[:, 0]), dim=-1)
+        output = VanishingDepthModelOutput(
+            last_hidden_state=depth_last,
+            pooler_output=pooled,
+            rgb_last_hidden_state=rgb_last,
+            feature_maps=feature_maps,
+            hidden_states=streams.hidden_states,
+            rgb_hidden_states=streams.rgb_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def forward_streams(
+        self,
+        pixel_values: torch.Tensor,
+        depth_values: torch.Tensor | None = None,
+        depth_encoding: torch.Tensor | None = None,
+        depth_scale_m: torch.Tensor | None = None,
+        feature_layers: list[int] | None = None,
+        output_hidden_states: bool = False,
+    ) -> VanishingDepthStreams:
+        """Run both streams block by block; return the raw (no final layer norm) tokens at `feature_layers`.
+
+        The seam used by `forward` and by the pretraining decoder, which needs post-fusion depth tokens without the
+        final layer norm (METHOD §1.7). Inputs as in `forward`.
+        """
+        config = self.config
         _check_inputs(config, pixel_values, depth_values, depth_encoding)
         feature_layers = list(config.fusion_layers if feature_layers is None else feature_layers)
-
         batch, _, height, width = pixel_values.shape
         if depth_encoding is None:
             if depth_values is None:
@@ -470,7 +530,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             )
 
         fusion_index = {layer: i for i, layer in enumerate(config.fusion_layers)}
-        rgb_features, depth_features = {}, {}
+        streams = VanishingDepthStreams(rgb={}, depth_pre_fusion={}, depth_post_fusion={})
         all_depth_hidden = [depth_hidden] if output_hidden_states else None
         all_rgb_hidden = [rgb_hidden] if output_hidden_states else None
         for block_index, (rgb_layer, depth_layer) in enumerate(
@@ -479,33 +539,29 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
                 rgb_hidden = rgb_layer(rgb_hidden)  # transformers 5.x: a tensor, never index it with [0]
             depth_hidden = depth_layer(depth_hidden)
-            if block_index in feature_layers and config.feature_source == "pre_fusion":
-                depth_features[block_index] = depth_hidden
+            if block_index in feature_layers:
+                streams.depth_pre_fusion[block_index] = depth_hidden
             if block_index in fusion_index:
                 depth_hidden = self.fusions[fusion_index[block_index]](depth_hidden, rgb_hidden)
             if block_index in feature_layers:
-                rgb_features[block_index] = rgb_hidden
-                depth_features.setdefault(block_index, depth_hidden)
+                streams.rgb[block_index] = rgb_hidden
+                streams.depth_post_fusion[block_index] = depth_hidden
             if output_hidden_states:
                 all_depth_hidden.append(depth_hidden)
                 all_rgb_hidden.append(rgb_hidden)
 
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            rgb_last = rgb_encoder.layernorm(rgb_hidden)
-        depth_last = self.depth_encoder.layernorm(depth_hidden)
-        feature_maps = tuple(
-            self._feature_map(rgb_features[layer], depth_features[layer], height, width) for layer in feature_layers
-        )
-        pooled = torch.cat((rgb_last[:, 0].to(depth_last.dtype), depth_last[:, 0]), dim=-1)
-        output = VanishingDepthModelOutput(
-            last_hidden_state=depth_last,
-            pooler_output=pooled,
-            rgb_last_hidden_state=rgb_last,
-            feature_maps=feature_maps,
-            hidden_states=tuple(all_depth_hidden) if output_hidden_states else None,
-            rgb_hidden_states=tuple(all_rgb_hidden) if output_hidden_states else None,
-        )
-        return output if return_dict else output.to_tuple()
+            streams.rgb_last_hidden_state = rgb_encoder.layernorm(rgb_hidden)
+        streams.last_hidden_state = self.depth_encoder.layernorm(depth_hidden)
+        if output_hidden_states:
+            streams.hidden_states, streams.rgb_hidden_states = tuple(all_depth_hidden), tuple(all_rgb_hidden)
+        return streams
+
+    def tokens_to_map(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Patch tokens `(B, P + N, D)` of an `H x W` input -> `(B, D, H/14, W/14)` (prefix tokens dropped)."""
+        patch = self.config.patch_size
+        tokens = tokens[:, self.num_prefix_tokens :]
+        return tokens.unflatten(1, (height // patch, width // patch)).permute(0, 3, 1, 2).contiguous()
 
     def _feature_map(
         self, rgb_tokens: torch.Tensor, depth_tokens: torch.Tensor, height: int, width: int
@@ -514,9 +570,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         if self.config.feature_layernorm:
             rgb_tokens = self.rgb_encoder.layernorm(rgb_tokens)
             depth_tokens = self.depth_encoder.layernorm(depth_tokens)
-        tokens = torch.cat((rgb_tokens.to(depth_tokens.dtype), depth_tokens), dim=-1)[:, self.num_prefix_tokens :]
-        patch = self.config.patch_size
-        return tokens.unflatten(1, (height // patch, width // patch)).permute(0, 3, 1, 2).contiguous()
+        return self.tokens_to_map(torch.cat((rgb_tokens.to(depth_tokens.dtype), depth_tokens), dim=-1), height, width)
 
     # -- construction from an RGB DINOv2 -------------------------------------------------------------------------------
     @classmethod
@@ -655,8 +709,701 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Self-supervised pretraining: U-Net decoder with a metric depth head per scale (METHOD §2.5, §2.6)
+# ----------------------------------------------------------------------------------------------------------------------
+class VanishingDepthDecodeDistHead(nn.Module):
+    """conv3x3 -> K channels -> ReLU -> soft floor -> weighted sum with `decode_dist_weights` metres.
+
+    The "decode-dist" output of METHOD §2.5: each channel counts in its own unit (10 m, 1 m, 0.1 m, 0.01 m), so a
+    randomly initialised head starts at plausible metric depths and fine corrections need no large weights.
+    Entries below 1e-4 are multiplied by their own detached cube: a soft floor that pushes them towards 0.
+    """
+
+    def __init__(self, in_channels: int, weights_m: list[float]) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, len(weights_m), kernel_size=3, padding=1)
+        # A plain list, not a buffer: non-persistent buffers are not restored by meta-device loading.
+        self.weights_m = [float(w) for w in weights_m]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        terms = torch.relu(self.conv(features)).float()
+        terms = torch.where(terms < 1e-4, terms * terms.detach() ** 3, terms)
+        weights = torch.tensor(self.weights_m, dtype=terms.dtype, device=terms.device).view(1, -1, 1, 1)
+        return (terms * weights).sum(dim=1, keepdim=True)  # (B, 1, h, w) metres, float32
+
+
+class VanishingDepthDecoderBlock(nn.Module):
+    """Nearest upsample -> concat skip (if any) -> 2 x (conv3x3, BN, ReLU)."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels + skip_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int], skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = nn.functional.interpolate(x, size=size, mode="nearest")
+        if skip is not None:
+            x = torch.cat((x, skip), dim=1)
+        return self.conv2(self.conv1(x))
+
+
+class VanishingDepthPretrainingDecoder(nn.Module):
+    """U-Net decoder over the 4 fusion-layer depth features (strides 16, 8, 4, 2) with a depth head per scale.
+
+    Skips enter through FPN-style 1x1 lateral projections applied on the 14-px token grid before the bilinear resize
+    (projection and bilinear resize commute, so this equals projecting after resizing at a fraction of the cost);
+    the raw-D-channel skips of the official U-Net cost more than the ViT itself at stride 2.
+    """
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__()
+        hidden, channels = config.hidden_size, config.decoder_channels
+        self.head_projection = nn.Conv2d(hidden, channels[0], kernel_size=1)
+        self.skip_projections = nn.ModuleList(nn.Conv2d(hidden, c, kernel_size=1) for c in channels[:3])
+        in_channels = [channels[0]] + channels[:3]
+        skip_channels = channels[:3] + [0]
+        self.blocks = nn.ModuleList(
+            VanishingDepthDecoderBlock(i, s, o) for i, s, o in zip(in_channels, skip_channels, channels)
+        )
+        self.heads = nn.ModuleList(VanishingDepthDecodeDistHead(c, config.decode_dist_weights) for c in channels)
+
+    def forward(self, depth_maps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
+        """depth_maps: 4 maps `(B, D, H/14, W/14)`, shallow to deep. Returns 4 depth maps `(B, 1, ceil(H/2^k),
+        ceil(W/2^k))` in metres, full resolution first (the sizes of `target[..., ::2**k, ::2**k]`)."""
+        sizes = [(-(-height // 2**k), -(-width // 2**k)) for k in range(5)]  # ceil division
+        resize = functools.partial(nn.functional.interpolate, mode="bilinear", align_corners=False)
+        x = resize(self.head_projection(depth_maps[3]), size=sizes[4])
+        skips = [
+            resize(proj(fm), size=sizes[3 - k])
+            for k, (proj, fm) in enumerate(zip(self.skip_projections, depth_maps[2::-1]))
+        ]
+        predictions = []
+        for k, (block, head) in enumerate(zip(self.blocks, self.heads)):
+            x = block(x, sizes[3 - k], skips[k] if k < 3 else None)
+            predictions.append(head(x))
+        return predictions[::-1]
+
+
+@dataclass
+class VanishingDepthPretrainingOutput(ModelOutput):
+    """Outputs of [`VanishingDepthForPretraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): the balanced multi-scale SI loss, when targets are given.
+        predicted_depth (`tuple(torch.FloatTensor)`): 4 maps `(B, 1, ceil(H/2^k), ceil(W/2^k))` of metric depth in
+            metres, **full resolution first**: `predicted_depth[0]` is the completed depth map.
+        loss_per_scale / loss_removed / loss_visible (`torch.FloatTensor` of shape `(4,)`, *optional*): detached
+            components for logging (NaN where a set was empty).
+        last_hidden_state (`torch.FloatTensor` of shape `(B, P + N, D)`): the depth stream after its final norm.
+    """
+
+    loss: torch.FloatTensor | None = None
+    predicted_depth: tuple[torch.FloatTensor, ...] | None = None
+    loss_per_scale: torch.FloatTensor | None = None
+    loss_removed: torch.FloatTensor | None = None
+    loss_visible: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
+    """The encoder plus the U-Net decoder of self-supervised pretraining; also a working depth-completion model.
+
+    Given partly erased depth (`depth_values`) it predicts the full metric depth at four scales. With `target_depth`
+    (and optionally `removed_mask`) it returns the balanced scale-invariant log loss of METHOD §2.6. After
+    pretraining, `save_encoder(dir)` writes the encoder alone (loadable with `AutoModel.from_pretrained`); the decoder
+    is only for pretraining and completion.
+    """
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__(config)
+        if len(config.fusion_layers) != 4:
+            raise ValueError(
+                f"VanishingDepthForPretraining decodes 4 fusion layers (strides 16/8/4/2); `fusion_layers` has "
+                f"{len(config.fusion_layers)}: {config.fusion_layers}."
+            )
+        self.vanishing_depth = VanishingDepthModel(config)
+        # The decoder reads pre-norm tokens, so the depth stream's final layer norm gets no gradient here; freezing
+        # it keeps it out of the optimiser and lets DDP run without find_unused_parameters.
+        self.vanishing_depth.depth_encoder.layernorm.requires_grad_(False)
+        self.decoder = VanishingDepthPretrainingDecoder(config)
+        self.pretraining_loss = VanishingDepthLoss(alpha=config.loss_alpha, variance_focus=config.loss_variance_focus)
+        self.post_init()
+
+    def train(self, mode: bool = True) -> VanishingDepthForPretraining:
+        super().train(mode)
+        self.vanishing_depth.train(mode)
+        return self
+
+    def save_encoder(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Write the encoder alone (config.json + model.safetensors), loadable with `AutoModel.from_pretrained`."""
+        self.vanishing_depth.save_pretrained(save_directory, **kwargs)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        depth_values: torch.Tensor | None = None,
+        target_depth: torch.Tensor | None = None,
+        removed_mask: torch.Tensor | None = None,
+        depth_encoding: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VanishingDepthPretrainingOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14.
+            depth_values (`(B, 1, H, W)`): the (partly erased) input depth in metres, 0 = missing.
+            target_depth (`(B, 1, H, W)`, *optional*): the full depth to predict, metres, 0 = no ground truth.
+            removed_mask (`(B, 1, H, W)` bool, *optional*): True where input depth was erased; defaults to
+                "valid in the target but missing in the input".
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        height, width = pixel_values.shape[-2:]
+        layers = self.config.fusion_layers
+        streams = self.vanishing_depth.forward_streams(pixel_values, depth_values, depth_encoding, None, layers)
+        depth_maps = [
+            self.vanishing_depth.tokens_to_map(streams.depth_post_fusion[layer], height, width) for layer in layers
+        ]
+        predictions = self.decoder(depth_maps, height, width)
+
+        loss = per_scale = removed_loss = visible_loss = None
+        if target_depth is not None:
+            if target_depth.shape != (pixel_values.shape[0], 1, height, width):
+                raise ValueError(
+                    f"`target_depth` must be metres of shape {(pixel_values.shape[0], 1, height, width)}, got "
+                    f"{tuple(target_depth.shape)}."
+                )
+            if removed_mask is None:
+                if depth_values is None:
+                    raise ValueError("`removed_mask` is needed when no `depth_values` are given.")
+                removed_mask = (target_depth > 0) & (depth_values <= 0)
+            targets = [target_depth[..., :: 2**k, :: 2**k] for k in range(4)]
+            masks = [removed_mask.bool()[..., :: 2**k, :: 2**k] for k in range(4)]
+            result = self.pretraining_loss(predictions, targets, masks)
+            loss, per_scale, removed_loss, visible_loss = result.loss, result.per_scale, result.removed, result.visible
+
+        output = VanishingDepthPretrainingOutput(
+            loss=loss,
+            predicted_depth=tuple(predictions),
+            loss_per_scale=per_scale,
+            loss_removed=removed_loss,
+            loss_visible=visible_loss,
+            last_hidden_state=streams.last_hidden_state,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Task heads on the (frozen) encoder (METHOD §3): semantic segmentation, depth completion, scene classification
+# ----------------------------------------------------------------------------------------------------------------------
+# Initial depth of a freshly initialised completion head, metres: a typical indoor distance, reached with every
+# decode-dist channel positive so that no ReLU starts dead (see `VanishingDepthForDepthEstimation._init_weights`).
+_INITIAL_DEPTH_M = 2.5
+
+
+def _stride_sizes(height: int, width: int, count: int) -> list[tuple[int, int]]:
+    """Map sizes at strides 4, 8, 16, ... of an `height x width` input (ceil division), one per level, finest first."""
+    return [(-(-height // 2 ** (k + 2)), -(-width // 2 ** (k + 2))) for k in range(count)]
+
+
+def _resize(features: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    if tuple(features.shape[-2:]) == tuple(size):
+        return features
+    return nn.functional.interpolate(features, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def _conv_norm_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: fine-tuning batches are small and the stride-32 level of a small image is 1-2 px wide.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.GroupNorm(math.gcd(32, out_channels), out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class VanishingDepthTaskModel(VanishingDepthPreTrainedModel):
+    """Shared plumbing of the task heads: the encoder as `self.vanishing_depth`, the freezing contract and loading.
+
+    * `config.freeze_encoder=True` (default, the paper's protocol): every encoder parameter has `requires_grad=False`
+      and the encoder stays in eval mode even under `.train()` (Trainer calls it every step). With `False` the depth
+      stream and the fusion blocks train with the head; the RGB stream follows `config.freeze_rgb_encoder`.
+    * `from_pretrained` on a bare encoder checkpoint (`VanishingDepthModel.save_pretrained`) loads the encoder and
+      initialises only the head (`head_module_names`), and says so in a WARNING naming the new modules.
+    """
+
+    head_module_names: tuple[str, ...] = ()
+    # The losses are means over pixels / samples; Trainer must scale them for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__(config)
+        self.vanishing_depth = VanishingDepthModel(config)
+
+    def apply_encoder_freezing(self) -> None:
+        """Set `requires_grad` and eval mode of the encoder from `config.freeze_encoder` / `freeze_rgb_encoder`."""
+        encoder = self.vanishing_depth
+        encoder.requires_grad_(not self.config.freeze_encoder)
+        if self.config.freeze_rgb_encoder:
+            encoder.freeze_rgb_encoder()
+        if self.config.freeze_encoder:
+            encoder.eval()
+
+    def train(self, mode: bool = True) -> VanishingDepthTaskModel:
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.vanishing_depth.eval()  # a frozen encoder keeps eval behaviour (dropout, drop-path) while the head trains
+        return self
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        # Loading materialises fresh parameters after __init__: re-apply the freezing contract.
+        model.apply_encoder_freezing()
+        model._report_new_modules(loading_info, pretrained_model_name_or_path)
+        return (model, loading_info) if output_loading_info else model
+
+    def _report_new_modules(self, loading_info: dict, source) -> None:
+        missing = set(loading_info.get("missing_keys", ()))
+        missing |= {entry[0] for entry in loading_info.get("mismatched_keys", ())}
+        head_keys = sorted(key for key in missing if key.split(".")[0] in self.head_module_names)
+        encoder_keys = sorted(missing.difference(head_keys))
+        name = type(self).__name__
+        if encoder_keys:
+            logger.warning(
+                "%s: %d encoder tensors were not found in %s and are RANDOMLY initialised: %s%s",
+                name,
+                len(encoder_keys),
+                source,
+                encoder_keys[:8],
+                " ..." if len(encoder_keys) > 8 else "",
+            )
+        if head_keys:
+            modules = sorted({key.split(".")[0] for key in head_keys})
+            logger.warning(
+                "%s: newly initialised task head %s (%d tensors); the encoder was loaded from %s%s. Train the head "
+                "before using the model.",
+                name,
+                modules,
+                len(head_keys),
+                source,
+                " and is frozen (freeze_encoder=True)" if self.config.freeze_encoder else "",
+            )
+
+    def _encode(self, pixel_values, depth_values, depth_encoding, depth_scale_m, output_hidden_states):
+        return self.vanishing_depth(
+            pixel_values,
+            depth_values=depth_values,
+            depth_encoding=depth_encoding,
+            depth_scale_m=depth_scale_m,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+
+
+# -- semantic segmentation ---------------------------------------------------------------------------------------------
+class VanishingDepthLinearSegmentationHead(nn.Module):
+    """The linear probe of METHOD §3.1 (DINOv2-linear style): batch norm over the concatenated fusion-layer maps
+    (each resized to the first map's size), then a 1x1 conv to the classes. Logits at the token grid (stride 14)."""
+
+    def __init__(self, in_channels: int, num_maps: int, num_labels: int) -> None:
+        super().__init__()
+        self.batch_norm = nn.BatchNorm2d(in_channels * num_maps)
+        self.classifier = nn.Conv2d(in_channels * num_maps, num_labels, kernel_size=1)
+
+    def forward(self, feature_maps: Sequence[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        size = tuple(feature_maps[0].shape[-2:])
+        features = torch.cat([_resize(fm, size) for fm in feature_maps], dim=1)
+        return self.classifier(self.batch_norm(features))
+
+
+class VanishingDepthMultiscaleSegmentationHead(nn.Module):
+    """A small FPN decoder (UPerNet without the pooling module) over the fusion-layer maps.
+
+    The maps (shallow to deep) get a 1x1 lateral projection on the token grid, are resized to strides 4, 8, 16, 32
+    of the input (projection and bilinear resize commute, so projecting first is the cheap order), summed top-down,
+    smoothed by conv3x3-GN-ReLU, resized to stride 4, concatenated, fused by one more conv3x3-GN-ReLU and classified
+    by a 1x1 conv. Logits at stride 4.
+    """
+
+    def __init__(self, in_channels: int, num_maps: int, hidden_size: int, num_labels: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(in_channels, hidden_size, kernel_size=1) for _ in range(num_maps))
+        self.smooth = nn.ModuleList(_conv_norm_relu(hidden_size, hidden_size, 3) for _ in range(num_maps))
+        self.fuse = _conv_norm_relu(hidden_size * num_maps, hidden_size, 3)
+        self.classifier = nn.Conv2d(hidden_size, num_labels, kernel_size=1)
+
+    def forward(self, feature_maps: Sequence[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        sizes = _stride_sizes(height, width, len(feature_maps))
+        levels = [_resize(lateral(fm), size) for lateral, fm, size in zip(self.lateral, feature_maps, sizes)]
+        for index in range(len(levels) - 2, -1, -1):  # top-down: coarse context into the finer level
+            levels[index] = levels[index] + _resize(levels[index + 1], sizes[index])
+        levels = [_resize(smooth(level), sizes[0]) for smooth, level in zip(self.smooth, levels)]
+        return self.classifier(self.fuse(torch.cat(levels, dim=1)))
+
+
+def _check_segmentation_labels(labels: torch.Tensor, batch: int, num_labels: int, ignore_index: int) -> torch.Tensor:
+    if labels.ndim == 4 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 3 or labels.shape[0] != batch:
+        raise ValueError(f"`labels` must be class ids of shape ({batch}, H, W), got {tuple(labels.shape)}.")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"`labels` must hold integer class ids (int64), got dtype {labels.dtype}.")
+    if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_labels))
+        if bool(bad.any()):
+            raise ValueError(
+                f"`labels` must be in [0, {num_labels}) or the ignore index {ignore_index}; got values "
+                f"{labels[bad].unique().tolist()[:10]}. Check `num_labels` and `reduce_labels` (0 = background)."
+            )
+    return labels.long()
+
+
+class VanishingDepthForSemanticSegmentation(VanishingDepthTaskModel):
+    """Semantic segmentation on the Vanishing Depth encoder: the linear probe of METHOD §3.1 or a multi-scale decoder.
+
+    `config.segmentation_head` picks the decoder (`"linear"`: batch norm + 1x1 conv on the concatenated RGB + depth
+    fusion-layer features, logits at stride 14; `"multiscale"`: an FPN decoder, logits at stride 4). The loss is
+    pixel-wise cross-entropy with `config.semantic_loss_ignore_index` (255), computed on logits bilinearly upsampled to
+    the label size. Labels follow the image processor's convention: with `do_reduce_labels` (SUN RGB-D, ADE20K) the
+    background 0 becomes 255 and is ignored.
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoModelForSemanticSegmentation
+    >>> model = AutoModelForSemanticSegmentation.from_pretrained("path/to/encoder", num_labels=37)  # head new, encoder frozen
+    ```
+    """
+
+    head_module_names = ("decode_head",)
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__(config)
+        if config.num_labels < 2:
+            raise ValueError(
+                f"`num_labels` must be >= 2 for semantic segmentation (cross-entropy over classes), got {config.num_labels}."
+            )
+        num_maps = len(config.fusion_layers)
+        if config.segmentation_head == "linear":
+            self.decode_head = VanishingDepthLinearSegmentationHead(
+                config.feature_channels, num_maps, config.num_labels
+            )
+        else:
+            self.decode_head = VanishingDepthMultiscaleSegmentationHead(
+                config.feature_channels, num_maps, config.segmentation_decoder_hidden_size, config.num_labels
+            )
+        self.post_init()
+        self.apply_encoder_freezing()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        depth_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        depth_encoding: torch.Tensor | None = None,
+        depth_scale_m: torch.Tensor | None = None,
+        upsample_logits: bool = False,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SemanticSegmenterOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14.
+            depth_values (`(B, 1, H, W)`, *optional*): depth in metres, 0 = no measurement (`None`: RGB only).
+            labels (`(B, H_l, W_l)` int64, *optional*): class ids; `semantic_loss_ignore_index` pixels are ignored.
+            depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+            upsample_logits (`bool`): return logits bilinearly upsampled to `(H, W)` instead of the decoder's
+                resolution (stride 14 for the linear probe, 4 for the multi-scale decoder).
+
+        Returns:
+            `SemanticSegmenterOutput` with `loss` (when `labels` are given) and `logits` `(B, num_labels, h, w)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        height, width = pixel_values.shape[-2:]
+        outputs = self._encode(pixel_values, depth_values, depth_encoding, depth_scale_m, output_hidden_states)
+        logits = self.decode_head(outputs.feature_maps, height, width)
+
+        loss = None
+        if labels is not None:
+            ignore_index = self.config.semantic_loss_ignore_index
+            labels = _check_segmentation_labels(labels, logits.shape[0], self.config.num_labels, ignore_index)
+            upsampled = _resize(logits, tuple(labels.shape[-2:]))
+            # Sum / count instead of "mean": a batch whose pixels are all ignored gives 0 (still in the graph), not NaN.
+            summed = nn.functional.cross_entropy(upsampled.float(), labels, ignore_index=ignore_index, reduction="sum")
+            loss = summed / (labels != ignore_index).sum().clamp(min=1)
+        if upsample_logits:
+            logits = _resize(logits, (height, width))
+
+        output = SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
+# -- depth completion -------------------------------------------------------------------------------------------------
+class VanishingDepthResidualConvUnit(nn.Module):
+    """Pre-activation residual unit of RefineNet / DPT: x + conv3x3(relu(conv3x3(relu(x))))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features + self.conv2(torch.relu(self.conv1(torch.relu(features))))
+
+
+class VanishingDepthFeatureFusionBlock(nn.Module):
+    """DPT fusion block: (x + RCU(skip)) -> RCU -> bilinear resize to the next level's size -> 1x1 projection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.residual_skip = VanishingDepthResidualConvUnit(channels)
+        self.residual = VanishingDepthResidualConvUnit(channels)
+        self.projection = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, features: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        if skip is not None:
+            features = features + self.residual_skip(skip)
+        features = self.residual(features)
+        return self.projection(_resize(features, size, align_corners=True))
+
+
+class VanishingDepthDecodeDistOutput(nn.Conv2d):
+    """conv3x3 -> K terms -> ReLU -> soft floor -> weighted sum with `weights_m` metres (METHOD §2.5 "decode-dist").
+
+    A conv subclass so that `_init_weights` sees its parameters directly (it sets the initial bias). The unit weights
+    are a plain tuple turned into a tensor in `forward`, not a non-persistent buffer: `from_pretrained` materialises
+    such buffers uninitialised.
+    """
+
+    def __init__(self, in_channels: int, weights_m: Sequence[float]) -> None:
+        weights_m = tuple(float(w) for w in weights_m)
+        super().__init__(in_channels, len(weights_m), kernel_size=3, padding=1)
+        self.weights_m = weights_m
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`(B, C, H, W)` -> `(B, H, W)` metres, float32."""
+        terms = torch.relu(super().forward(features)).float()
+        terms = torch.where(terms < 1e-4, terms * terms.detach() ** 3, terms)  # soft floor towards exact 0
+        weights = torch.tensor(self.weights_m, dtype=terms.dtype, device=terms.device).view(1, -1, 1, 1)
+        return (terms * weights).sum(dim=1)
+
+
+class VanishingDepthCompletionDecoder(nn.Module):
+    """DPT-style decoder (METHOD §3.2) with the decode-dist output of METHOD §2.5.
+
+    Reassemble: the fusion-layer maps (RGB + depth, shallow to deep) get a 1x1 projection to `hidden_size` on the
+    token grid and are bilinearly resized to strides 4, 8, 16, 32, then a 3x3 conv. Fusion: RefineNet-style blocks
+    from the deepest level up to stride 2. Head: conv3x3 (hidden/2) -> bilinear upsample to the input size -> conv3x3
+    (32) -> ReLU -> conv3x3 to 4 terms -> ReLU, soft floor, weighted sum with `decode_dist_weights` metres.
+    """
+
+    def __init__(self, in_channels: int, num_maps: int, hidden_size: int, decode_dist_weights: list[float]) -> None:
+        super().__init__()
+        self.reassemble = nn.ModuleList(nn.Conv2d(in_channels, hidden_size, kernel_size=1) for _ in range(num_maps))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(hidden_size, hidden_size, kernel_size=3, padding=1, bias=False) for _ in range(num_maps)
+        )
+        self.fusions = nn.ModuleList(VanishingDepthFeatureFusionBlock(hidden_size) for _ in range(num_maps))
+        self.head_conv1 = nn.Conv2d(hidden_size, hidden_size // 2, kernel_size=3, padding=1)
+        self.head_conv2 = nn.Conv2d(hidden_size // 2, 32, kernel_size=3, padding=1)
+        self.output = VanishingDepthDecodeDistOutput(32, decode_dist_weights)
+
+    def forward(self, feature_maps: Sequence[torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """`feature_maps`: `(B, 2D, H/14, W/14)` each, shallow to deep. Returns `(B, H, W)` metres, float32."""
+        sizes = _stride_sizes(height, width, len(feature_maps))
+        levels = [
+            conv(_resize(project(fm), size))
+            for project, conv, fm, size in zip(self.reassemble, self.convs, feature_maps, sizes)
+        ]
+        targets = [(-(-height // 2), -(-width // 2))] + sizes[:-1]  # each block ends at the next finer level
+        features = None
+        for index in range(len(levels) - 1, -1, -1):
+            fusion = self.fusions[index]
+            if features is None:
+                features = fusion(levels[index], None, targets[index])
+            else:
+                features = fusion(features, levels[index], targets[index])
+        features = _resize(self.head_conv1(features), (height, width))
+        features = torch.relu(self.head_conv2(features))
+        return self.output(features)
+
+
+class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
+    """Metric depth completion on the Vanishing Depth encoder: a DPT-style decoder predicting metres (METHOD §3.2).
+
+    Input: RGB plus whatever depth is available (sparse points, LiDAR lines, a low-resolution ToF map, a dense map with
+    holes, or nothing). Output: dense metric depth in metres at the input resolution. Unlike transformers' own depth
+    heads it trains: with `labels` (ground-truth depth, 0 = invalid) it returns the masked SILog + L1 loss of
+    `vanishing_depth.training.losses.masked_silog_l1_loss` on the valid pixels.
+    """
+
+    head_module_names = ("depth_head",)
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__(config)
+        self.depth_head = VanishingDepthCompletionDecoder(
+            config.feature_channels,
+            len(config.fusion_layers),
+            config.depth_decoder_hidden_size,
+            config.decode_dist_weights,
+        )
+        self.post_init()
+        self.apply_encoder_freezing()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, VanishingDepthDecodeDistOutput):
+            # After the generic conv init above: start every term positive (no dead ReLU), at _INITIAL_DEPTH_M in
+            # total, the largest-unit term carrying the remainder.
+            from transformers import initialization as init
+
+            weights = list(module.weights_m)
+            bias = [0.5] * len(weights)
+            largest = max(range(len(weights)), key=weights.__getitem__)
+            rest = sum(0.5 * w for i, w in enumerate(weights) if i != largest)
+            bias[largest] = max(0.05, (_INITIAL_DEPTH_M - rest) / weights[largest])
+            init.copy_(module.bias, torch.tensor(bias, dtype=module.bias.dtype))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        depth_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        depth_encoding: torch.Tensor | None = None,
+        depth_scale_m: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> DepthEstimatorOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14.
+            depth_values (`(B, 1, H, W)`, *optional*): the available (sparse) depth in metres, 0 = no measurement.
+            labels (`(B, H, W)` or `(B, 1, H, W)`, *optional*): ground-truth depth in metres, 0 = invalid.
+            depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+
+        Returns:
+            `DepthEstimatorOutput` with `loss` (when `labels` are given) and `predicted_depth` `(B, H, W)` metres.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        height, width = pixel_values.shape[-2:]
+        outputs = self._encode(pixel_values, depth_values, depth_encoding, depth_scale_m, output_hidden_states)
+        predicted_depth = self.depth_head(outputs.feature_maps, height, width)
+
+        loss = None
+        if labels is not None:
+            if labels.ndim == 4 and labels.shape[1] == 1:
+                labels = labels[:, 0]
+            if labels.ndim != 3 or labels.shape[0] != predicted_depth.shape[0]:
+                raise ValueError(
+                    f"`labels` must be ground-truth depth in metres of shape ({predicted_depth.shape[0]}, H, W) or "
+                    f"(B, 1, H, W), got {tuple(labels.shape)}."
+                )
+            if not labels.is_floating_point():
+                raise ValueError(f"`labels` must be float metres (0 = invalid), got dtype {labels.dtype}.")
+            prediction = predicted_depth
+            if labels.shape[-2:] != prediction.shape[-2:]:
+                logger.warning_once(
+                    f"VanishingDepthForDepthEstimation: predictions {tuple(prediction.shape[-2:])} are resized "
+                    f"bilinearly to the ground-truth size {tuple(labels.shape[-2:])} for the loss."
+                )
+                prediction = _resize(prediction[:, None], tuple(labels.shape[-2:]))[:, 0]
+            loss = masked_silog_l1_loss(
+                prediction,
+                labels.to(prediction.dtype),
+                silog_weight=self.config.depth_loss_silog_weight,
+                l1_weight=self.config.depth_loss_l1_weight,
+                alpha=self.config.loss_alpha,
+                variance_focus=self.config.loss_variance_focus,
+            )
+
+        output = DepthEstimatorOutput(loss=loss, predicted_depth=predicted_depth, hidden_states=outputs.hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
+# -- scene classification ---------------------------------------------------------------------------------------------
+class VanishingDepthForImageClassification(VanishingDepthTaskModel):
+    """Scene classification on the Vanishing Depth encoder: a linear layer on the concatenated final (layer-normed)
+    RGB and depth CLS tokens, `pooler_output` `(B, 2D)` (METHOD §3.3, §5 #13). Cross-entropy loss."""
+
+    head_module_names = ("classifier",)
+
+    def __init__(self, config: VanishingDepthConfig) -> None:
+        super().__init__(config)
+        self.classifier = nn.Linear(config.feature_channels, config.num_labels)
+        self.post_init()
+        self.apply_encoder_freezing()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        depth_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        depth_encoding: torch.Tensor | None = None,
+        depth_scale_m: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14.
+            depth_values (`(B, 1, H, W)`, *optional*): depth in metres, 0 = no measurement.
+            labels (`(B,)` int64, *optional*): class ids in `[0, num_labels)`; -100 skips a sample.
+            depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+
+        Returns:
+            `ImageClassifierOutput` with `loss` (when `labels` are given) and `logits` `(B, num_labels)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self._encode(pixel_values, depth_values, depth_encoding, depth_scale_m, output_hidden_states)
+        logits = self.classifier(outputs.pooler_output)
+
+        loss = None
+        if labels is not None:
+            labels = labels.reshape(-1)
+            if labels.shape[0] != logits.shape[0] or labels.is_floating_point():
+                raise ValueError(
+                    f"`labels` must be int64 class ids of shape ({logits.shape[0]},), got {tuple(labels.shape)} "
+                    f"{labels.dtype}."
+                )
+            if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+                bad = (labels != -100) & ((labels < 0) | (labels >= self.config.num_labels))
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"`labels` must be in [0, {self.config.num_labels}) (or -100 to skip a sample), got "
+                        f"{labels[bad].unique().tolist()[:10]}."
+                    )
+            loss = nn.functional.cross_entropy(logits.float(), labels.long())
+
+        output = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
 __all__ = [
     "VanishingDepthBackbone",
+    "VanishingDepthCompletionDecoder",
+    "VanishingDepthDecodeDistOutput",
+    "VanishingDepthFeatureFusionBlock",
+    "VanishingDepthForDepthEstimation",
+    "VanishingDepthForImageClassification",
+    "VanishingDepthForSemanticSegmentation",
+    "VanishingDepthLinearSegmentationHead",
+    "VanishingDepthMultiscaleSegmentationHead",
+    "VanishingDepthResidualConvUnit",
+    "VanishingDepthTaskModel",
+    "VanishingDepthForPretraining",
+    "VanishingDepthPretrainingOutput",
     "VanishingDepthFusion",
     "VanishingDepthModel",
     "VanishingDepthModelOutput",

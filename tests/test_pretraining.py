@@ -1,0 +1,220 @@
+"""Pretraining: the model and decoder, the Accelerate loop, exact resume, the 2-process launch, saved folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoImageProcessor, AutoModel
+
+import vanishing_depth  # noqa: F401  (registers the Auto classes)
+from conftest import random_rgbd, tiny_config
+from vanishing_depth import VanishingDepthModel
+from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
+from vanishing_depth.training.pretrain import PretrainingArguments, parse_arguments, pretrain
+
+
+@pytest.fixture(scope="module")
+def synthetic_corpus_dir(tmp_path_factory):
+    from vanishing_depth.training.corpora import save_corpus
+    from vanishing_depth.training.synthetic import synthetic_corpus
+
+    folder = tmp_path_factory.mktemp("corpus")
+    dataset = synthetic_corpus(num_frames=12, height=60, width=80, seed=3, keep_in_memory=True)
+    save_corpus(dataset, folder, splits={"train": list(range(10)), "test": [10, 11]})
+    return folder
+
+
+def _args(tmp_path, corpus, **overrides) -> PretrainingArguments:
+    kwargs = dict(
+        output_dir=str(tmp_path / "run"),
+        model_shape="tiny",
+        config_overrides=json.dumps(
+            {
+                "rgb_config": {"hidden_size": 32, "num_attention_heads": 2},
+                "pde_channels": 16,
+                "se_reduction": 4,
+                "decoder_channels": [16, 16, 8, 8],
+            }
+        ),
+        dataset=[str(corpus)],
+        image_size=56,
+        per_device_batch_size=4,
+        max_steps=6,
+        samples_per_epoch=16,
+        learning_rate=1e-3,
+        decoder_learning_rate=1e-3,
+        checkpointing_steps=3,
+        validation_steps=1000,
+        logging_steps=1,
+        report_to="none",
+        write_model_card=False,
+    )
+    kwargs.update(overrides)
+    return PretrainingArguments(**kwargs)
+
+
+def test_pretraining_model_shapes_and_loss():
+    model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8])).train()
+    rgb, depth = random_rgbd(batch=2, height=56, width=70)
+    sparse = depth.clone()
+    sparse[..., :28, :] = 0
+    out = model(pixel_values=rgb, depth_values=sparse, target_depth=depth)
+    assert [tuple(p.shape) for p in out.predicted_depth] == [
+        (2, 1, 56, 70),
+        (2, 1, 28, 35),
+        (2, 1, 14, 18),
+        (2, 1, 7, 9),
+    ]
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is None for p in model.vanishing_depth.rgb_encoder.parameters())
+    assert model.decoder.heads[0].conv.weight.grad is not None
+
+
+def test_decode_dist_output_is_metric_and_non_negative():
+    model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8])).eval()
+    rgb, depth = random_rgbd(batch=1)
+    prediction = model(pixel_values=rgb, depth_values=depth).predicted_depth[0]
+    assert (prediction >= 0).all() and prediction.dtype == torch.float32
+
+
+def test_pretraining_model_needs_four_fusion_layers():
+    with pytest.raises(ValueError, match="fusion_layers"):
+        VanishingDepthForPretraining(tiny_config(fusion_layers=[1, 3]))
+
+
+def test_save_encoder_loads_with_auto_model(tmp_path):
+    model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8])).eval()
+    model.save_encoder(tmp_path / "encoder")
+    model.save_pretrained(tmp_path / "full")
+    encoder = AutoModel.from_pretrained(tmp_path / "encoder")
+    assert isinstance(encoder, VanishingDepthModel)
+    rgb, depth = random_rgbd()
+    expected = model.vanishing_depth(pixel_values=rgb, depth_values=depth).last_hidden_state
+    assert torch.equal(encoder(pixel_values=rgb, depth_values=depth).last_hidden_state, expected)
+    full = VanishingDepthForPretraining.from_pretrained(tmp_path / "full")
+    assert torch.equal(
+        full(pixel_values=rgb, depth_values=depth).predicted_depth[0],
+        model(pixel_values=rgb, depth_values=depth).predicted_depth[0],
+    )
+
+
+def test_a_few_steps_lower_the_loss_and_save_loadable_folders(tmp_path, synthetic_corpus_dir):
+    args = _args(
+        tmp_path,
+        synthetic_corpus_dir,
+        max_steps=30,
+        checkpointing_steps=30,
+        validation_steps=30,
+        validation_dataset=str(synthetic_corpus_dir),
+        validation_frames=2,
+        write_model_card=True,
+    )
+    summary = pretrain(args)
+    losses = [entry["loss"] for entry in summary["history"]]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert "val/si_auc" in summary["validation"] and "val/mae_m_auc" in summary["validation"]
+    run = tmp_path / "run"
+    encoder = AutoModel.from_pretrained(run)
+    processor = AutoImageProcessor.from_pretrained(run)
+    assert isinstance(encoder, VanishingDepthModel) and processor.patch_size == 14
+    assert isinstance(VanishingDepthForPretraining.from_pretrained(run / "pretraining"), VanishingDepthForPretraining)
+    log = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
+    assert any("val/si_auc" in entry for entry in log) and any("loss" in entry for entry in log)
+    assert (run / "validation_set.safetensors").is_file()
+    assert (run / "README.md").is_file()
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, synthetic_corpus_dir):
+    full = pretrain(_args(tmp_path / "a", synthetic_corpus_dir, max_steps=6, checkpointing_steps=3))
+    checkpoint = tmp_path / "a" / "run" / "checkpoints" / "step-3"
+    assert checkpoint.is_dir() and (tmp_path / "a" / "run" / "checkpoints" / "latest").exists()
+    resumed = pretrain(
+        _args(tmp_path / "b", synthetic_corpus_dir, max_steps=6, checkpointing_steps=3, resume=str(checkpoint))
+    )
+    assert [e["step"] for e in resumed["history"]] == [1, 2, 3, 4, 5, 6]
+    assert [e["loss"] for e in resumed["history"]] == [e["loss"] for e in full["history"]]
+
+
+def test_arguments_from_yaml_with_flag_override(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("output_dir: from-yaml\nmax_steps: 77\nimage_size: 112\ndataset:\n  - a\n  - b\n")
+    args = parse_arguments(["--config", str(config), "--max_steps", "5"])
+    assert args.output_dir == "from-yaml" and args.max_steps == 5 and args.image_size == 112
+    assert args.dataset == ["a", "b"]
+    with pytest.raises(ValueError, match="image_size"):
+        PretrainingArguments(image_size=100)
+
+
+def test_corrupt_and_sparse_rows_are_skipped_and_counted(tmp_path, synthetic_corpus_dir):
+    from datasets import Image as ImageFeature
+
+    from vanishing_depth.training.corpora import load_corpus, save_corpus
+
+    dataset = load_corpus(synthetic_corpus_dir, split="train")
+    dataset = dataset.cast_column("image", ImageFeature(decode=False)).cast_column("depth", ImageFeature(decode=False))
+    rows = [dataset[i] for i in range(len(dataset))]
+    rows[0]["image"] = {"bytes": b"not an image", "path": None}
+    empty = rows[1]["depth"]
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((60, 80), dtype=np.uint16)).save(buffer, format="PNG")
+    rows[1]["depth"] = {"bytes": buffer.getvalue(), "path": empty.get("path")}
+    from datasets import Dataset
+
+    broken = Dataset.from_list(rows, features=dataset.features)
+    folder = tmp_path / "broken"
+    save_corpus(broken, folder, splits={"train": list(range(len(broken)))})
+    summary = pretrain(_args(tmp_path, folder, max_steps=6, per_device_batch_size=6))
+    log = [json.loads(line) for line in (tmp_path / "run" / "training_log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 6
+    assert log[-1]["skipped_unreadable"] >= 1 and log[-1]["skipped_too_few_valid"] >= 1
+
+
+def test_two_process_cpu_launch(tmp_path, synthetic_corpus_dir):
+    args = _args(tmp_path, synthetic_corpus_dir, max_steps=3, checkpointing_steps=3)
+    flags = []
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    # DDP over gloo on CPU: `accelerate launch --cpu` alone needs MPI for several processes, so the torchrun-based
+    # launcher is used with ACCELERATE_USE_CPU=1 (the README documents this command).
+    env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1")
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "vanishing_depth.training.pretrain",
+        *flags,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "run"
+    records = [json.loads((run / f"process_{rank}_of_2.json").read_text()) for rank in (0, 1)]
+    assert records[0]["data_fingerprints"] != records[1]["data_fingerprints"]  # each process reads its own data
+    assert records[0]["weights_checksum"] == records[1]["weights_checksum"]  # DDP keeps the replicas identical
+    assert isinstance(AutoModel.from_pretrained(run), VanishingDepthModel)
