@@ -85,7 +85,14 @@ def _add_pretrain(subparsers) -> None:
 def run_pretrain(args) -> int:
     from .training.pretrain import main as pretrain_main
 
-    return pretrain_main([a.replace("-", "_", 2) if a.startswith("--") and "=" not in a else a for a in args.rest])
+    # Accept --kebab-case as well as the dataclass's --snake_case flag names.
+    argv = []
+    for arg in args.rest:
+        if arg.startswith("--"):
+            name, sep, value = arg[2:].partition("=")
+            arg = "--" + name.replace("-", "_") + sep + value
+        argv.append(arg)
+    return pretrain_main(argv)
 
 
 def _add_complete(subparsers) -> None:

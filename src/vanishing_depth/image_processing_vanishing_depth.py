@@ -392,7 +392,10 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, resized_sizes: Any = None
     ) -> list[dict[str, torch.Tensor]]:
         """Undo padding and resize: `outputs.predicted_depth` `(B, H, W)` or `(B, 1, H, W)` metres -> a list of
-        `{"predicted_depth": (h, w)}` at `target_sizes` (usually the original image sizes), bilinear."""
+        `{"predicted_depth": (h, w)}` at `target_sizes` (usually the original image sizes), bilinear.
+
+        `resized_sizes` is the processor output of the same name (the content size of each sample before the batch
+        was padded); predictions at any fraction of the input resolution are cropped proportionally."""
         predicted = (
             outputs["predicted_depth"] if isinstance(outputs, dict) else getattr(outputs, "predicted_depth", outputs)
         )
@@ -401,11 +404,12 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         if predicted.ndim == 4:
             predicted = predicted[:, 0]
         results = []
+        padded = self._padded_size(resized_sizes) if resized_sizes is not None else None
         for index in range(predicted.shape[0]):
             depth = predicted[index]
             if resized_sizes is not None:
                 # Predictions may come at another resolution than the input grid: crop proportionally.
-                depth = self._crop_scaled(depth, resized_sizes[index])
+                depth = self._crop_scaled(depth, resized_sizes[index], padded)
             if target_sizes is not None:
                 depth = F.interpolate(
                     depth[None, None],
@@ -422,10 +426,11 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         """Undo padding and resize: logits `(B, C, h, w)` -> a list of `(H, W)` int64 label maps at `target_sizes`."""
         logits = outputs["logits"] if isinstance(outputs, dict) else getattr(outputs, "logits", outputs)
         results = []
+        padded = self._padded_size(resized_sizes) if resized_sizes is not None else None
         for index in range(logits.shape[0]):
             item = logits[index]
             if resized_sizes is not None:
-                item = self._crop_scaled(item, resized_sizes[index])
+                item = self._crop_scaled(item, resized_sizes[index], padded)
             if target_sizes is not None:
                 item = F.interpolate(
                     item[None], size=tuple(int(v) for v in target_sizes[index]), mode="bilinear", align_corners=False
@@ -433,13 +438,17 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             results.append(item.argmax(dim=0))
         return results
 
-    def _crop_scaled(self, tensor: torch.Tensor, resized_size) -> torch.Tensor:
-        """Crop the un-padded region of a map whose resolution may be a fraction of the padded input's."""
-        content_h, content_w = (int(v) for v in resized_size)
+    def _padded_size(self, resized_sizes: Any) -> tuple[int, int]:
+        """The padded input size of a batch: its largest content, rounded up to the patch size (as `preprocess`)."""
+        sizes = torch.as_tensor(resized_sizes).reshape(-1, 2)
         p = self.patch_size
-        # The padded input was the smallest multiple of p holding the content (single image) — recover the ratio.
-        padded_h, padded_w = math.ceil(content_h / p) * p, math.ceil(content_w / p) * p
-        scale_h, scale_w = tensor.shape[-2] / padded_h, tensor.shape[-1] / padded_w
+        return math.ceil(int(sizes[:, 0].max()) / p) * p, math.ceil(int(sizes[:, 1].max()) / p) * p
+
+    def _crop_scaled(self, tensor: torch.Tensor, resized_size, padded_size: tuple[int, int]) -> torch.Tensor:
+        """Crop the un-padded region of a map whose resolution may be a fraction of the padded input's (e.g. logits
+        at 1/14 of the input)."""
+        content_h, content_w = (int(v) for v in resized_size)
+        scale_h, scale_w = tensor.shape[-2] / padded_size[0], tensor.shape[-1] / padded_size[1]
         return tensor[..., : max(1, round(content_h * scale_h)), : max(1, round(content_w * scale_w))]
 
 

@@ -33,7 +33,8 @@ def side_by_side_picture(rgb: np.ndarray, depth_in_m: np.ndarray, depth_out_m: n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    valid = depth_out_m[depth_out_m > 0]
+    # One colour scale for input and output, so a wrong completion shows as a colour change.
+    valid = np.concatenate([depth_in_m[depth_in_m > 0], depth_out_m[depth_out_m > 0]])
     vmax = float(np.percentile(valid, 99)) if valid.size else 1.0
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     axes[0].imshow(rgb)
