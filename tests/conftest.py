@@ -13,8 +13,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 sys.path.insert(0, str(TESTS_DIR))  # helper modules such as hub_server
 
-# Two cores: keep torch from oversubscribing them when pytest runs alongside other work.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two cores: keep torch from oversubscribing them; an explicit OMP_NUM_THREADS wins.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 def shared_data_dir() -> Path | None:

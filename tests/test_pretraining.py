@@ -73,14 +73,16 @@ def test_pretraining_model_shapes_and_loss():
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     assert all(p.grad is None for p in model.vanishing_depth.rgb_encoder.parameters())
-    assert model.decoder.heads[0].conv.weight.grad is not None
+    assert model.decoder.heads[0].weight.grad is not None
 
 
-def test_decode_dist_output_is_metric_and_non_negative():
+def test_decode_dist_output_is_metric_and_starts_at_plausible_depth():
     model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8])).eval()
     rgb, depth = random_rgbd(batch=1)
     prediction = model(pixel_values=rgb, depth_values=depth).predicted_depth[0]
     assert (prediction >= 0).all() and prediction.dtype == torch.float32
+    # A new head predicts metres inside the loss's > 1 mm range (no dead ReLU), around 2.5 m.
+    assert 0.5 < prediction.median().item() < 10.0
 
 
 def test_pretraining_model_needs_four_fusion_layers():

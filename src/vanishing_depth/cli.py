@@ -157,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(subparsers)
     _add_complete(subparsers)
     _add_build_corpus(subparsers)
+    from .training.completion_eval import add_evaluate_completion_subcommand
     from .training.demo import add_demo_subcommand
+    from .training.finetune import add_finetune_subcommand
 
     add_demo_subcommand(subparsers)
+    add_finetune_subcommand(subparsers)
+    add_evaluate_completion_subcommand(subparsers)
     return parser
 
 

@@ -200,6 +200,32 @@ class VanishingDepthFusion(nn.Module):
         return depth_part / (depth_part + rgb_part).clamp_min(1e-12)
 
 
+# Initial depth of a freshly initialised decode-dist head, metres: a typical indoor distance, reached with every
+# channel positive so that no ReLU starts dead (see `VanishingDepthPreTrainedModel._init_weights`).
+_INITIAL_DEPTH_M = 2.5
+
+
+class VanishingDepthDecodeDistOutput(nn.Conv2d):
+    """conv3x3 -> K terms -> ReLU -> soft floor -> weighted sum with `weights_m` metres (METHOD §2.5 "decode-dist").
+
+    A conv subclass so that `_init_weights` sees its parameters directly (it sets the initial bias). The unit weights
+    are a plain tuple turned into a tensor in `forward`, not a non-persistent buffer: `from_pretrained` materialises
+    such buffers uninitialised.
+    """
+
+    def __init__(self, in_channels: int, weights_m: Sequence[float]) -> None:
+        weights_m = tuple(float(w) for w in weights_m)
+        super().__init__(in_channels, len(weights_m), kernel_size=3, padding=1)
+        self.weights_m = weights_m
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`(B, C, H, W)` -> `(B, H, W)` metres, float32."""
+        terms = torch.relu(super().forward(features)).float()
+        terms = torch.where(terms < 1e-4, terms * terms.detach() ** 3, terms)  # soft floor towards exact 0
+        weights = torch.tensor(self.weights_m, dtype=terms.dtype, device=terms.device).view(1, -1, 1, 1)
+        return (terms * weights).sum(dim=1)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------------
@@ -284,6 +310,15 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm)):
             super()._init_weights(module)
+        if isinstance(module, VanishingDepthDecodeDistOutput):
+            # Start every term positive (no dead ReLU), at _INITIAL_DEPTH_M in total, the largest-unit term carrying
+            # the remainder: a new head predicts plausible metric depth, inside the loss's > 1 mm range.
+            weights = list(module.weights_m)
+            bias = [0.5] * len(weights)
+            largest = max(range(len(weights)), key=weights.__getitem__)
+            rest = sum(0.5 * w for i, w in enumerate(weights) if i != largest)
+            bias[largest] = max(0.05, (_INITIAL_DEPTH_M - rest) / weights[largest])
+            init.copy_(module.bias, torch.tensor(bias, dtype=module.bias.dtype))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -712,27 +747,6 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------------
 # Self-supervised pretraining: U-Net decoder with a metric depth head per scale (METHOD §2.5, §2.6)
 # ----------------------------------------------------------------------------------------------------------------------
-class VanishingDepthDecodeDistHead(nn.Module):
-    """conv3x3 -> K channels -> ReLU -> soft floor -> weighted sum with `decode_dist_weights` metres.
-
-    The "decode-dist" output of METHOD §2.5: each channel counts in its own unit (10 m, 1 m, 0.1 m, 0.01 m), so a
-    randomly initialised head starts at plausible metric depths and fine corrections need no large weights.
-    Entries below 1e-4 are multiplied by their own detached cube: a soft floor that pushes them towards 0.
-    """
-
-    def __init__(self, in_channels: int, weights_m: list[float]) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, len(weights_m), kernel_size=3, padding=1)
-        # A plain list, not a buffer: non-persistent buffers are not restored by meta-device loading.
-        self.weights_m = [float(w) for w in weights_m]
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        terms = torch.relu(self.conv(features)).float()
-        terms = torch.where(terms < 1e-4, terms * terms.detach() ** 3, terms)
-        weights = torch.tensor(self.weights_m, dtype=terms.dtype, device=terms.device).view(1, -1, 1, 1)
-        return (terms * weights).sum(dim=1, keepdim=True)  # (B, 1, h, w) metres, float32
-
-
 class VanishingDepthDecoderBlock(nn.Module):
     """Nearest upsample -> concat skip (if any) -> 2 x (conv3x3, BN, ReLU)."""
 
@@ -774,7 +788,7 @@ class VanishingDepthPretrainingDecoder(nn.Module):
         self.blocks = nn.ModuleList(
             VanishingDepthDecoderBlock(i, s, o) for i, s, o in zip(in_channels, skip_channels, channels)
         )
-        self.heads = nn.ModuleList(VanishingDepthDecodeDistHead(c, config.decode_dist_weights) for c in channels)
+        self.heads = nn.ModuleList(VanishingDepthDecodeDistOutput(c, config.decode_dist_weights) for c in channels)
 
     def forward(self, depth_maps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
         """depth_maps: 4 maps `(B, D, H/14, W/14)`, shallow to deep. Returns 4 depth maps `(B, 1, ceil(H/2^k),
@@ -789,7 +803,7 @@ class VanishingDepthPretrainingDecoder(nn.Module):
         predictions = []
         for k, (block, head) in enumerate(zip(self.blocks, self.heads)):
             x = block(x, sizes[3 - k], skips[k] if k < 3 else None)
-            predictions.append(head(x))
+            predictions.append(head(x)[:, None])
         return predictions[::-1]
 
 
@@ -904,11 +918,6 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------------
 # Task heads on the (frozen) encoder (METHOD §3): semantic segmentation, depth completion, scene classification
 # ----------------------------------------------------------------------------------------------------------------------
-# Initial depth of a freshly initialised completion head, metres: a typical indoor distance, reached with every
-# decode-dist channel positive so that no ReLU starts dead (see `VanishingDepthForDepthEstimation._init_weights`).
-_INITIAL_DEPTH_M = 2.5
-
-
 def _stride_sizes(height: int, width: int, count: int) -> list[tuple[int, int]]:
     """Map sizes at strides 4, 8, 16, ... of an `height x width` input (ceil division), one per level, finest first."""
     return [(-(-height // 2 ** (k + 2)), -(-width // 2 ** (k + 2))) for k in range(count)]
@@ -1178,27 +1187,6 @@ class VanishingDepthFeatureFusionBlock(nn.Module):
         return self.projection(_resize(features, size, align_corners=True))
 
 
-class VanishingDepthDecodeDistOutput(nn.Conv2d):
-    """conv3x3 -> K terms -> ReLU -> soft floor -> weighted sum with `weights_m` metres (METHOD §2.5 "decode-dist").
-
-    A conv subclass so that `_init_weights` sees its parameters directly (it sets the initial bias). The unit weights
-    are a plain tuple turned into a tensor in `forward`, not a non-persistent buffer: `from_pretrained` materialises
-    such buffers uninitialised.
-    """
-
-    def __init__(self, in_channels: int, weights_m: Sequence[float]) -> None:
-        weights_m = tuple(float(w) for w in weights_m)
-        super().__init__(in_channels, len(weights_m), kernel_size=3, padding=1)
-        self.weights_m = weights_m
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """`(B, C, H, W)` -> `(B, H, W)` metres, float32."""
-        terms = torch.relu(super().forward(features)).float()
-        terms = torch.where(terms < 1e-4, terms * terms.detach() ** 3, terms)  # soft floor towards exact 0
-        weights = torch.tensor(self.weights_m, dtype=terms.dtype, device=terms.device).view(1, -1, 1, 1)
-        return (terms * weights).sum(dim=1)
-
-
 class VanishingDepthCompletionDecoder(nn.Module):
     """DPT-style decoder (METHOD §3.2) with the decode-dist output of METHOD §2.5.
 
@@ -1260,21 +1248,6 @@ class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
         )
         self.post_init()
         self.apply_encoder_freezing()
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, VanishingDepthDecodeDistOutput):
-            # After the generic conv init above: start every term positive (no dead ReLU), at _INITIAL_DEPTH_M in
-            # total, the largest-unit term carrying the remainder.
-            from transformers import initialization as init
-
-            weights = list(module.weights_m)
-            bias = [0.5] * len(weights)
-            largest = max(range(len(weights)), key=weights.__getitem__)
-            rest = sum(0.5 * w for i, w in enumerate(weights) if i != largest)
-            bias[largest] = max(0.05, (_INITIAL_DEPTH_M - rest) / weights[largest])
-            init.copy_(module.bias, torch.tensor(bias, dtype=module.bias.dtype))
 
     def forward(
         self,

@@ -4,6 +4,13 @@ Submodules import their heavy dependencies (datasets, evaluate, accelerate) them
 ``from vanishing_depth.training.metrics import SegmentationMetrics``.
 """
 
+from .collators import RGBDCollator
 from .losses import VanishingDepthLoss, VanishingDepthLossOutput, masked_silog_l1_loss, scale_invariant_log_loss
 
-__all__ = ["VanishingDepthLoss", "VanishingDepthLossOutput", "masked_silog_l1_loss", "scale_invariant_log_loss"]
+__all__ = [
+    "RGBDCollator",
+    "VanishingDepthLoss",
+    "VanishingDepthLossOutput",
+    "masked_silog_l1_loss",
+    "scale_invariant_log_loss",
+]

@@ -1,0 +1,511 @@
+"""`Trainer` recipes for the task heads on a (frozen) Vanishing Depth encoder, LoRA on the depth stream, and the
+``vanishing-depth finetune`` subcommand.
+
+[`finetune`] wires everything a user would otherwise write by hand: the head from the encoder checkpoint through its
+Auto class (encoder frozen by default, head new), the image processor, an [`RGBDCollator`] for the dataset's schema,
+the streaming metric of the task, and `TrainingArguments` with ``remove_unused_columns=False`` (the collator needs
+the raw columns) and ``batch_eval_metrics=True`` (no full-resolution logits held in memory).
+
+Defaults per task (METHOD §3, §5): segmentation AdamW lr 1e-4, weight decay 0.05, polynomial decay power 0.9;
+depth completion lr 1e-4, no weight decay; classification lr 1e-3, no weight decay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
+from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
+from .collators import TASKS
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TASK_HEAD_MODULES",
+    "FinetuneResult",
+    "add_finetune_subcommand",
+    "depth_stream_lora_pattern",
+    "finetune",
+    "load_split",
+    "lora_config_for_depth_stream",
+    "run_finetune",
+]
+
+# The trainable head of each task model (`head_module_names` of the classes), for peft's `modules_to_save`.
+TASK_HEAD_MODULES = {"segmentation": ("decode_head",), "depth": ("depth_head",), "classification": ("classifier",)}
+# (learning rate, weight decay, scheduler, scheduler kwargs) per task.
+_TASK_OPTIMISATION = {
+    "segmentation": (1e-4, 0.05, "polynomial", {"power": 0.9}),
+    "depth": (1e-4, 0.0, "linear", {}),
+    "classification": (1e-3, 0.0, "linear", {}),
+}
+_EVAL_SPLITS = ("validation", "val", "test", "teset")  # `wyrx/NYUDepthv2_seg` spells its test split "teset"
+
+
+def _auto_class(task: str):
+    from transformers import (
+        AutoModelForDepthEstimation,
+        AutoModelForImageClassification,
+        AutoModelForSemanticSegmentation,
+    )
+
+    import vanishing_depth  # noqa: F401  (registers the Auto classes)
+
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    return {
+        "segmentation": AutoModelForSemanticSegmentation,
+        "depth": AutoModelForDepthEstimation,
+        "classification": AutoModelForImageClassification,
+    }[task]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LoRA on the depth stream
+# ----------------------------------------------------------------------------------------------------------------------
+def depth_stream_lora_pattern(target_modules: Sequence[str] = ("q_proj", "v_proj")) -> str:
+    """Regex (full match, as peft applies it) selecting `target_modules` inside the depth ViT's blocks only.
+
+    Matches e.g. ``vanishing_depth.depth_encoder.encoder.layer.3.attention.q_proj`` (and the same without the
+    ``vanishing_depth.`` prefix for a bare encoder); never the RGB stream, the fusion blocks or the head.
+    """
+    if not target_modules or any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) for name in target_modules):
+        raise ValueError(f"`target_modules` must be module names such as 'q_proj', got {list(target_modules)}.")
+    names = "|".join(target_modules)
+    return rf"(?:.*\.)?depth_encoder\.encoder\.layer\.\d+\.(?:.*\.)?(?:{names})"
+
+
+def lora_config_for_depth_stream(
+    r: int = 8,
+    lora_alpha: int | None = None,
+    lora_dropout: float = 0.0,
+    target_modules: Sequence[str] = ("q_proj", "v_proj"),
+    modules_to_save: Sequence[str] | None = None,
+    task: str | None = None,
+    model: torch.nn.Module | None = None,
+):
+    """A `peft.LoraConfig` that adapts only the depth ViT's attention projections and trains the task head fully.
+
+    Args:
+        r / lora_alpha / lora_dropout: LoRA rank, scaling (default 2r) and dropout.
+        target_modules: projection names inside each depth-ViT block (transformers v5 DINOv2: ``q_proj``,
+            ``k_proj``, ``v_proj``, ``o_proj``, ``fc1``, ``fc2``), turned into [`depth_stream_lora_pattern`].
+        modules_to_save: modules trained and saved in full; default: the head of `model` (its `head_module_names`)
+            or of `task`.
+        task / model: where the head names come from when `modules_to_save` is None.
+
+    Use with `peft.get_peft_model(model, config)`; the adapters save with `save_pretrained` and reload with
+    `peft.PeftModel.from_pretrained(base_model, folder)`.
+    """
+    from peft import LoraConfig
+
+    if modules_to_save is None:
+        if model is not None and getattr(model, "head_module_names", None):
+            modules_to_save = model.head_module_names
+        elif task is not None:
+            if task not in TASK_HEAD_MODULES:
+                raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+            modules_to_save = TASK_HEAD_MODULES[task]
+        else:
+            raise ValueError("pass `modules_to_save`, `task` or `model` so the task head is trained and saved.")
+    if not isinstance(r, int) or r < 1:
+        raise ValueError(f"`r` must be a positive integer rank, got {r!r}.")
+    pattern = depth_stream_lora_pattern(target_modules)
+    if model is not None:
+        found = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
+        if not found:
+            raise ValueError(f"no module of {type(model).__name__} matches the depth-stream LoRA pattern {pattern!r}.")
+    return LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha if lora_alpha is not None else 2 * r,
+        lora_dropout=lora_dropout,
+        target_modules=pattern,
+        modules_to_save=list(modules_to_save),
+        bias="none",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------------
+def load_split(dataset: Any, split: str, max_samples: int | None = None):
+    """One split as a `datasets.Dataset`: from a `Dataset` (returned as is), a `DatasetDict`, the bundled demo
+    corpus name ``"redwood_demo"``, a local folder / parquet file in the Hub layout, or a Hub dataset id."""
+    from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
+
+    from .corpora import DEMO_CORPUS_NAME, load_corpus
+
+    if isinstance(dataset, Dataset | IterableDataset):
+        data = dataset
+    elif isinstance(dataset, DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"split {split!r} is not in the dataset; it has {sorted(dataset)}.")
+        data = dataset[split]
+    elif isinstance(dataset, str | os.PathLike):
+        path = str(dataset)
+        if path == DEMO_CORPUS_NAME:
+            data = load_corpus(path, split=split)
+        elif Path(path).is_file() and path.endswith(".parquet"):
+            data = load_dataset("parquet", data_files=[path], split="train")
+        else:
+            data = load_dataset(path, split=split)
+    else:
+        raise ValueError(
+            f"`dataset` must be a datasets.Dataset / DatasetDict, a path or a Hub id, got {type(dataset)}."
+        )
+    if max_samples is not None:
+        if isinstance(data, IterableDataset):
+            data = data.take(max_samples)
+        elif max_samples < len(data):
+            logger.info("Using the first %d of %d examples of split %r.", max_samples, len(data), split)
+            data = data.select(range(max_samples))
+    return data
+
+
+def _eval_split_name(dataset: Any, train_split: str) -> str | None:
+    """The evaluation split of a `DatasetDict`, of the demo corpus or of a local folder, if it has one."""
+    from datasets import DatasetDict, get_dataset_split_names
+
+    from .corpora import DEMO_CORPUS_NAME
+
+    if isinstance(dataset, DatasetDict):
+        names = list(dataset)
+    elif isinstance(dataset, str | os.PathLike) and str(dataset) == DEMO_CORPUS_NAME:
+        names = ["train", "test"]
+    elif isinstance(dataset, str | os.PathLike) and Path(dataset).is_dir():
+        names = get_dataset_split_names(str(dataset))  # local files only: no network for a guess
+    else:
+        return None
+    found = next((name for name in _EVAL_SPLITS if name in names and name != train_split), None)
+    if found is not None:
+        logger.info("Evaluating on split %r.", found)
+    return found
+
+
+def _infer_adapter(task: str, column_names: list[str] | None, input_depth_pattern: str | None) -> RGBDDatasetAdapter:
+    """Pick an adapter from the column names when none was named."""
+    columns = set(column_names or ())
+    if task == "depth":
+        if {"sparse_depth", "ground_truth"} <= columns:
+            return get_adapter("void")
+        return corpus_adapter(input_depth_pattern=input_depth_pattern or "uniform:500")
+    raise ValueError(
+        f"task {task!r} needs `adapter` (one of 'nyu_depth_v2', 'sunrgbd', or an RGBDDatasetAdapter) to know the "
+        f"label convention and depth unit of a dataset with columns {sorted(columns)}."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The recipe
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class FinetuneResult:
+    """What [`finetune`] produced: the trained model (a `PeftModel` with LoRA), the `Trainer`, and the metrics."""
+
+    model: Any
+    trainer: Any
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    output_dir: Path | None = None
+
+
+def _build_model(task: str, encoder: Any, adapter: RGBDDatasetAdapter, num_labels: int | None, **model_kwargs):
+    from ..modeling_vanishing_depth import VanishingDepthModel
+
+    auto = _auto_class(task)
+    kwargs = dict(model_kwargs)
+    if task != "depth":
+        num_labels = num_labels or adapter.num_labels
+        if not num_labels:
+            raise ValueError(f"task {task!r} needs `num_labels` (or an adapter that declares it).")
+        id2label = dict(adapter.id2label) if adapter.id2label and len(adapter.id2label) == num_labels else None
+        id2label = id2label or {index: f"class_{index}" for index in range(num_labels)}
+        kwargs.update(num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    if isinstance(encoder, VanishingDepthModel):
+        config = encoder.config.__class__.from_dict({**encoder.config.to_dict(), **kwargs})
+        model = auto.from_config(config)
+        model.vanishing_depth.load_state_dict(encoder.state_dict())
+        model.apply_encoder_freezing()
+        logger.info(
+            "Built %s on the given encoder instance; the head %s is new.", type(model).__name__, model.head_module_names
+        )
+        return model
+    if not isinstance(encoder, str | os.PathLike):
+        raise ValueError(f"`encoder` must be a folder / Hub id or a VanishingDepthModel, got {type(encoder).__name__}.")
+    return auto.from_pretrained(encoder, **kwargs)
+
+
+def _build_processor(encoder: Any, model, image_size: int | tuple[int, int] | None) -> VanishingDepthImageProcessor:
+    processor = None
+    if isinstance(encoder, str | os.PathLike) and (Path(encoder) / "preprocessor_config.json").is_file():
+        processor = VanishingDepthImageProcessor.from_pretrained(encoder)
+    if processor is None:
+        processor = VanishingDepthImageProcessor.from_model_config(model.config)
+    if image_size is not None:
+        if isinstance(image_size, int):
+            processor.size = {"shortest_edge": int(image_size)}
+        elif len(image_size) == 2:
+            processor.size = {"height": int(image_size[0]), "width": int(image_size[1])}
+        else:
+            raise ValueError(f"`image_size` must be an int (shortest edge) or (height, width), got {image_size!r}.")
+    return processor
+
+
+def finetune(
+    task: str,
+    dataset: Any,
+    encoder: Any,
+    output_dir: str | os.PathLike,
+    *,
+    eval_dataset: Any = None,
+    adapter: str | RGBDDatasetAdapter | None = None,
+    split: str = "train",
+    eval_split: str | None = None,
+    num_labels: int | None = None,
+    processor: VanishingDepthImageProcessor | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    max_steps: int = -1,
+    num_train_epochs: float = 3.0,
+    learning_rate: float | None = None,
+    weight_decay: float | None = None,
+    batch_size: int = 8,
+    eval_batch_size: int | None = None,
+    freeze_encoder: bool = True,
+    segmentation_head: str | None = None,
+    lora: bool = False,
+    lora_r: int = 8,
+    input_depth_pattern: str | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+    use_cpu: bool | None = None,
+    logging_steps: int = 10,
+    save: bool = True,
+    training_args: Mapping[str, Any] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> FinetuneResult:
+    """Fine-tune a task head on a Vanishing Depth encoder with `transformers.Trainer`.
+
+    Args:
+        task: ``"segmentation"``, ``"depth"`` (completion) or ``"classification"``.
+        dataset: training data: a `datasets.Dataset` / `DatasetDict`, a local folder or parquet file, a Hub id, or
+            ``"redwood_demo"``.
+        encoder: an encoder folder / Hub id saved by `VanishingDepthModel.save_pretrained` (or a full task-model
+            checkpoint), or a `VanishingDepthModel` instance.
+        output_dir: where the model (or LoRA adapters), the processor and ``finetune_results.json`` go.
+        eval_dataset / eval_split: evaluation data; by default the ``validation`` / ``test`` split of a
+            `DatasetDict`, of ``redwood_demo`` or of a local folder, if there is one (Hub ids: name it).
+        adapter: the dataset's schema: a name of `ADAPTERS` (``"nyu_depth_v2"``, ``"sunrgbd"``, ``"void"``,
+            ``"corpus"``) or an [`RGBDDatasetAdapter`]; inferred for depth completion (VOID columns or corpus schema).
+        num_labels: classes (default: the adapter's).
+        processor: the image processor (default: the encoder folder's, else one matching the model config).
+        image_size: shortest edge in pixels, or (height, width); default: the processor's.
+        max_steps / num_train_epochs / learning_rate / weight_decay / batch_size / eval_batch_size: optimisation
+            (per-task defaults in the module docstring).
+        freeze_encoder: keep the encoder frozen (the paper's protocol); False trains the depth stream too.
+        segmentation_head: ``"linear"`` (probe) or ``"multiscale"``.
+        lora: add LoRA adapters to the depth ViT's q/v projections ([`lora_config_for_depth_stream`], rank `lora_r`)
+            and train them with the head; the encoder weights stay frozen.
+        input_depth_pattern: depth completion from data without a sparse-input column: the simulated sensor.
+        max_train_samples / max_eval_samples: use only the first N examples.
+        seed / use_cpu / logging_steps: passed to `TrainingArguments`.
+        save: write the model, the processor and the metrics to `output_dir`.
+        training_args: further `TrainingArguments` fields, overriding the recipe's.
+        model_kwargs: further config fields for `from_pretrained` (e.g. ``depth_decoder_hidden_size``).
+
+    Returns:
+        [`FinetuneResult`].
+    """
+    from transformers import Trainer, TrainingArguments
+
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    train_data = load_split(dataset, split, max_train_samples)
+    if eval_dataset is None:
+        eval_split = eval_split or _eval_split_name(dataset, split)
+        if eval_split is not None:
+            eval_dataset = dataset
+    if eval_dataset is not None:
+        eval_dataset = load_split(eval_dataset, eval_split or split, max_eval_samples)
+
+    if adapter is None:
+        adapter = _infer_adapter(task, train_data.column_names, input_depth_pattern)
+    elif isinstance(adapter, str):
+        extra = {"input_depth_pattern": input_depth_pattern} if input_depth_pattern and adapter != "void" else {}
+        adapter = get_adapter(adapter, task=task, **extra)
+    if not isinstance(adapter, RGBDDatasetAdapter):
+        raise ValueError(f"`adapter` must be a name or an RGBDDatasetAdapter, got {type(adapter).__name__}.")
+    if adapter.task != task:
+        raise ValueError(f"`adapter` {adapter.name!r} is set up for task {adapter.task!r}, not {task!r}.")
+    adapter.check_columns(train_data.column_names)
+
+    extra_model_kwargs = dict(model_kwargs or {})
+    extra_model_kwargs["freeze_encoder"] = freeze_encoder
+    if segmentation_head is not None:
+        extra_model_kwargs["segmentation_head"] = segmentation_head
+    model = _build_model(task, encoder, adapter, num_labels, **extra_model_kwargs)
+    if processor is None:
+        processor = _build_processor(encoder, model, image_size)
+    collator = adapter.collator(processor, seed=seed)
+    if lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config_for_depth_stream(r=lora_r, model=model))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("LoRA on the depth stream (rank %d): %d trainable parameters.", lora_r, trainable)
+    ignore_index = getattr(model.config, "semantic_loss_ignore_index", 255)
+    if task == "segmentation" and processor.ignore_index != ignore_index:
+        raise ValueError(
+            f"the processor pads labels with {processor.ignore_index} but the model ignores {ignore_index}; set "
+            "`semantic_loss_ignore_index` (model_kwargs) or the processor's `ignore_index` to the same value."
+        )
+    compute_metrics = adapter.metrics(ignore_index=ignore_index)
+
+    default_lr, default_wd, scheduler, scheduler_kwargs = _TASK_OPTIMISATION[task]
+    args_kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "remove_unused_columns": False,  # the collator reads the raw image / depth / label columns
+        "batch_eval_metrics": True,  # the metrics stream over batches: no full-resolution logits kept
+        "label_names": ["labels"],  # a PeftModel's forward(*args, **kwargs) hides the name from Trainer
+        "per_device_train_batch_size": batch_size,
+        "per_device_eval_batch_size": eval_batch_size or batch_size,
+        "learning_rate": learning_rate if learning_rate is not None else default_lr,
+        "weight_decay": weight_decay if weight_decay is not None else default_wd,
+        "lr_scheduler_type": scheduler,
+        "lr_scheduler_kwargs": dict(scheduler_kwargs),
+        "max_steps": max_steps,
+        "num_train_epochs": num_train_epochs,
+        "logging_steps": logging_steps,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "dataloader_num_workers": 0,
+    }
+    if use_cpu is not None:
+        args_kwargs["use_cpu"] = use_cpu
+    args_kwargs.update(training_args or {})
+    args = TrainingArguments(**args_kwargs)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+    )
+    train_output = trainer.train()
+    train_metrics = dict(train_output.metrics)
+    eval_metrics = trainer.evaluate() if eval_dataset is not None else {}
+
+    output_path = Path(output_dir)
+    if save:
+        trainer.save_model(str(output_path))
+        processor.save_pretrained(str(output_path))
+        summary = {
+            "task": task,
+            "adapter": adapter.name,
+            "encoder": str(encoder) if isinstance(encoder, str | os.PathLike) else type(encoder).__name__,
+            "lora": lora,
+            "freeze_encoder": freeze_encoder,
+            "train": train_metrics,
+            "eval": eval_metrics,
+        }
+        (output_path / "finetune_results.json").write_text(json.dumps(summary, indent=2, default=float))
+        logger.info("Saved the fine-tuned model, processor and metrics to %s.", output_path)
+    return FinetuneResult(model, trainer, train_metrics, eval_metrics, output_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------------
+def add_finetune_subcommand(subparsers) -> argparse.ArgumentParser:
+    """Add ``vanishing-depth finetune`` to an argparse subparsers object; returns the subparser."""
+    parser = subparsers.add_parser(
+        "finetune",
+        help="Train a task head (segmentation, depth completion, classification) on a frozen encoder.",
+        description=(
+            "Fine-tune a task head on a Vanishing Depth encoder with transformers.Trainer. The encoder stays frozen "
+            "(the paper's protocol) unless --unfreeze-encoder or --lora is given."
+        ),
+    )
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument(
+        "--dataset", required=True, help="Training data: a folder or .parquet file, a Hub dataset id, or redwood_demo."
+    )
+    parser.add_argument("--encoder", required=True, help="Encoder folder or Hub id (VanishingDepthModel).")
+    parser.add_argument("--output-dir", required=True, help="Where the model, processor and metrics are written.")
+    parser.add_argument(
+        "--adapter",
+        choices=["nyu_depth_v2", "sunrgbd", "void", "corpus"],
+        help="The dataset's schema (columns, depth unit, labels). Inferred for depth completion.",
+    )
+    parser.add_argument("--split", default="train", help="Training split (default: train).")
+    parser.add_argument(
+        "--eval-split", help="Evaluation split (default for local folders: validation or test if present)."
+    )
+    parser.add_argument("--num-labels", type=int, help="Number of classes (default: the adapter's).")
+    parser.add_argument("--image-size", type=int, help="Shortest edge in pixels (default: the processor's).")
+    parser.add_argument("--max-steps", type=int, default=-1, help="Training steps (-1: use --num-train-epochs).")
+    parser.add_argument("--num-train-epochs", type=float, default=3.0)
+    parser.add_argument(
+        "--learning-rate", type=float, help="Default: 1e-4 (segmentation, depth), 1e-3 (classification)."
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--segmentation-head", choices=["linear", "multiscale"])
+    parser.add_argument("--unfreeze-encoder", action="store_true", help="Also train the depth stream and fusions.")
+    parser.add_argument("--lora", action="store_true", help="LoRA on the depth ViT's q/v projections.")
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument(
+        "--input-depth-pattern",
+        help="Depth completion without a sparse-depth column: simulated sensor, e.g. uniform:500, lidar:16, tof:8.",
+    )
+    parser.add_argument("--max-train-samples", type=int)
+    parser.add_argument("--max-eval-samples", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--use-cpu", action="store_true", help="Train on the CPU even if a GPU is present.")
+    parser.add_argument("--logging-steps", type=int, default=10)
+    parser.set_defaults(func=run_finetune)
+    return parser
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Entry point of ``vanishing-depth finetune``: trains, saves, prints the metrics as JSON."""
+    result = finetune(
+        args.task,
+        args.dataset,
+        args.encoder,
+        args.output_dir,
+        adapter=args.adapter,
+        split=args.split,
+        eval_split=args.eval_split,
+        num_labels=args.num_labels,
+        image_size=args.image_size,
+        max_steps=args.max_steps,
+        num_train_epochs=args.num_train_epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        freeze_encoder=not args.unfreeze_encoder,
+        segmentation_head=args.segmentation_head,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        input_depth_pattern=args.input_depth_pattern,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        seed=args.seed,
+        use_cpu=True if args.use_cpu else None,
+        logging_steps=args.logging_steps,
+    )
+    print(json.dumps({"train": result.train_metrics, "eval": result.eval_metrics}, indent=2, default=float))
+    print(f"wrote {result.output_dir}")
+    return 0
