@@ -12,6 +12,7 @@ from transformers import (
     AutoModel,
     AutoModelForDepthEstimation,
     AutoModelForImageClassification,
+    AutoModelForPreTraining,
     AutoModelForSemanticSegmentation,
 )
 
@@ -22,6 +23,7 @@ from .modeling_vanishing_depth import (
     VanishingDepthBackbone,
     VanishingDepthForDepthEstimation,
     VanishingDepthForImageClassification,
+    VanishingDepthForPretraining,
     VanishingDepthForSemanticSegmentation,
     VanishingDepthModel,
     VanishingDepthModelOutput,
@@ -38,6 +40,7 @@ AutoBackbone.register(VanishingDepthConfig, VanishingDepthBackbone, exist_ok=Tru
 AutoModelForSemanticSegmentation.register(VanishingDepthConfig, VanishingDepthForSemanticSegmentation, exist_ok=True)
 AutoModelForDepthEstimation.register(VanishingDepthConfig, VanishingDepthForDepthEstimation, exist_ok=True)
 AutoModelForImageClassification.register(VanishingDepthConfig, VanishingDepthForImageClassification, exist_ok=True)
+AutoModelForPreTraining.register(VanishingDepthConfig, VanishingDepthForPretraining, exist_ok=True)
 AutoImageProcessor.register(
     VanishingDepthConfig, image_processor_classes={"pil": VanishingDepthImageProcessor}, exist_ok=True
 )
@@ -49,6 +52,7 @@ VanishingDepthBackbone.register_for_auto_class("AutoBackbone")
 VanishingDepthForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
 VanishingDepthForDepthEstimation.register_for_auto_class("AutoModelForDepthEstimation")
 VanishingDepthForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+VanishingDepthForPretraining.register_for_auto_class("AutoModelForPreTraining")
 VanishingDepthImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
@@ -56,6 +60,7 @@ __all__ = [
     "VanishingDepthConfig",
     "VanishingDepthForDepthEstimation",
     "VanishingDepthForImageClassification",
+    "VanishingDepthForPretraining",
     "VanishingDepthForSemanticSegmentation",
     "VanishingDepthImageProcessor",
     "VanishingDepthModel",

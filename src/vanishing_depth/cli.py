@@ -164,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_subcommand(subparsers)
     add_finetune_subcommand(subparsers)
     add_evaluate_completion_subcommand(subparsers)
+
+    from .convert_authors_checkpoint import add_convert_subcommand
+    from .export import add_export_subcommand
+    from .hub_cards.model_card import add_card_subcommand
+    from .hub_cards.publish import add_push_subcommand
+
+    add_card_subcommand(subparsers)
+    add_push_subcommand(subparsers)
+    add_export_subcommand(subparsers)
+    add_convert_subcommand(subparsers)
     return parser
 
 

@@ -42,9 +42,13 @@ logger = logging.get_logger(__name__)
 # Positional depth encoding (METHOD §1.2)
 # ----------------------------------------------------------------------------------------------------------------------
 def pde_inverse_periods(channels: int, temperature: float) -> torch.Tensor:
-    """1 / tau_k = T^(-2k/C) for the C/2 sin/cos pairs, float32 (C/2,). Pair 0 is the slowest (one cycle over d_max)."""
-    exponents = torch.arange(0, channels, 2, dtype=torch.float64) / channels
-    return (float(temperature) ** (-exponents)).to(torch.float32)
+    """1 / tau_k = T^(-2k/C) for the C/2 sin/cos pairs, float32 (C/2,). Pair 0 is the slowest (one cycle over d_max).
+
+    Computed in Python double precision and rounded once, so eager, compiled and exported graphs hold the same
+    constants (a traced float32 `pow` lands one ulp away)."""
+    return torch.tensor(
+        [float(temperature) ** (-2.0 * k / channels) for k in range(channels // 2)], dtype=torch.float32
+    )
 
 
 def positional_depth_encoding(

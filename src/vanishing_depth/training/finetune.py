@@ -261,6 +261,56 @@ def _build_processor(encoder: Any, model, image_size: int | tuple[int, int] | No
     return processor
 
 
+# Trainer's eval keys worth a model-index entry, per task: key -> (metric type, readable name, unit).
+_CARD_METRICS = {
+    "segmentation": {
+        "eval_mean_iou": ("mean_iou", "mean IoU", None),
+        "eval_overall_accuracy": ("accuracy", "pixel accuracy", None),
+    },
+    "depth": {
+        "eval_rmse_m": ("rmse", "RMSE", "m"),
+        "eval_mae_m": ("mae", "MAE", "m"),
+        "eval_abs_rel": ("abs_rel", "AbsRel", None),
+    },
+    "classification": {"eval_accuracy": ("accuracy", "top-1 accuracy", None)},
+}
+_CARD_TASKS = {
+    "segmentation": ("image-segmentation", "Semantic segmentation"),
+    "depth": ("depth-estimation", "Depth completion"),
+    "classification": ("image-classification", "Scene classification"),
+}
+
+
+def _write_eval_results(output_path: Path, task: str, dataset, eval_metrics: dict) -> Path | None:
+    """The run's own evaluation numbers in the model-card metrics format (``eval_results.json``)."""
+    task_type, task_name = _CARD_TASKS[task]
+    name = str(dataset) if isinstance(dataset, str | os.PathLike) else type(dataset).__name__
+    results = [
+        {
+            "task": {"type": task_type, "name": task_name},
+            "dataset": {"name": name, "type": name, "split": "eval"},
+            "metric": {"type": metric_type, "name": readable, "value": float(eval_metrics[key]), "unit": unit},
+            "protocol": "vanishing-depth finetune, frozen encoder unless stated in the hyperparameters",
+        }
+        for key, (metric_type, readable, unit) in _CARD_METRICS[task].items()
+        if key in eval_metrics
+    ]
+    if not results:
+        return None
+    path = output_path / "eval_results.json"
+    path.write_text(json.dumps({"results": results}, indent=2))
+    return path
+
+
+def _write_card(output_path: Path, metrics_file: Path | None, summary: dict) -> None:
+    from ..hub_cards import write_model_card
+
+    if not (output_path / "config.json").is_file():
+        logger.warning("No config.json in %s (LoRA adapters only): no model card written.", output_path)
+        return
+    write_model_card(output_path, metrics_files=[metrics_file] if metrics_file else None, training_args=summary)
+
+
 def finetune(
     task: str,
     dataset: Any,
@@ -422,7 +472,9 @@ def finetune(
             "eval": eval_metrics,
         }
         (output_path / "finetune_results.json").write_text(json.dumps(summary, indent=2, default=float))
-        logger.info("Saved the fine-tuned model, processor and metrics to %s.", output_path)
+        metrics_file = _write_eval_results(output_path, task, dataset, eval_metrics)
+        _write_card(output_path, metrics_file, summary)
+        logger.info("Saved the fine-tuned model, processor, metrics and card to %s.", output_path)
     return FinetuneResult(model, trainer, train_metrics, eval_metrics, output_path)
 
 

@@ -96,6 +96,8 @@ class PretrainingArguments:
     mask_std_end: float = field(default=0.3)
     mask_warmup_epochs: float = field(default=10.0)
     mask_curriculum_epochs: float = field(default=10.0)
+    mask_min_fraction: float = field(default=0.10, metadata={"help": "Removed share is clipped to at least this."})
+    mask_max_fraction: float = field(default=0.99, metadata={"help": "... and at most this (METHOD §2.4: 0.99)."})
     crop_scale_min: float = field(default=0.08, metadata={"help": "RandomResizedCrop minimum area share."})
     min_valid_pixels: int = field(default=100)
     seed: int = field(default=0)
@@ -167,7 +169,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int) -> None:
-        from ..processing.augmentation import MaskingCurriculum, PretrainingDepthTransform
+        from ..processing.augmentation import MaskingCurriculum, PretrainingDepthTransform, VanishingDepthMasker
         from .corpora import RGBDSampleDecoder
 
         self.args, self.rank, self.total = args, rank, total
@@ -181,7 +183,8 @@ class PretrainingBatches(torch.utils.data.Dataset):
             warmup_epochs=args.mask_warmup_epochs,
             ramp_epochs=args.mask_curriculum_epochs,
         )
-        self.depth_transform = PretrainingDepthTransform(curriculum=curriculum)
+        masker = VanishingDepthMasker(min_fraction=args.mask_min_fraction, max_fraction=args.mask_max_fraction)
+        self.depth_transform = PretrainingDepthTransform(curriculum=curriculum, masker=masker)
         self.samples_per_step = args.per_device_batch_size * world_size
         # Small corpora are decoded once and kept: the demo's 22 frames are re-drawn thousands of times.
         self._cache: dict[tuple[int, int], Any] = {}

@@ -1,0 +1,222 @@
+"""Model cards: metadata, model-index from metrics files, a body read from the folder, and a usage snippet that runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from conftest import tiny_config
+from vanishing_depth import VanishingDepthForDepthEstimation, VanishingDepthImageProcessor, VanishingDepthModel
+from vanishing_depth.hub_cards import build_model_card, read_metrics_file
+from vanishing_depth.hub_cards.model_card import add_card_subcommand, is_hub_id, usage_snippet
+
+COMPLETE = [
+    {
+        "task": {"type": "depth-completion", "name": "Depth completion"},
+        "dataset": {"name": "Redwood living room 1 (demo, held-out)", "type": "redwood-livingroom1", "split": "test"},
+        "metric": {
+            "type": "rmse",
+            "name": "RMSE at 10% input density",
+            "value": 0.1537,
+            "unit": "m",
+            "config": "density_0.1",
+        },
+        "protocol": "4 held-out frames; 10% of valid pixels kept; evaluated on 0.05-15 m",
+    },
+    {
+        "task": {"type": "depth-completion", "name": "Depth completion"},
+        "dataset": {"name": "Redwood living room 1 (demo, held-out)", "type": "redwood-livingroom1", "split": "test"},
+        "metric": {
+            "type": "mae",
+            "name": "MAE at 1% input density",
+            "value": 0.4821,
+            "unit": "m",
+            "config": "density_0.01",
+        },
+        "protocol": "4 held-out frames; 1% of valid pixels kept; evaluated on 0.05-15 m",
+    },
+]
+PARTIAL = [
+    {"task": {"type": "depth-completion"}, "dataset": {"name": "no type"}, "metric": {"type": "rmse", "value": 9.876}},
+    {"task": {"type": "depth-completion"}, "dataset": {"name": "d", "type": "d"}, "metric": {"type": "rmse"}},
+    {"task": {}, "dataset": {"name": "d", "type": "d"}, "metric": {"type": "rmse", "value": 7.654}},
+    {"task": {"type": "t"}, "dataset": {"name": "d", "type": "d"}, "metric": {"type": "rmse", "value": float("nan")}},
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("card") / "vd-tiny"
+    torch.manual_seed(0)
+    model = VanishingDepthModel(tiny_config(max_depth=12.0, rgb_backbone_name_or_path="facebook/dinov2-small"))
+    model.save_pretrained(str(folder))
+    VanishingDepthImageProcessor.from_model_config(model.config, size={"shortest_edge": 56}).save_pretrained(
+        str(folder)
+    )
+    (folder / "training_args.json").write_text(
+        json.dumps({"corpora": ["redwood_demo", "my-org/rgbd-corpus"], "learning_rate": 1.5e-05, "max_steps": 321})
+    )
+    return folder
+
+
+@pytest.fixture
+def metrics_file(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({"results": COMPLETE + PARTIAL}))
+    return path
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_metadata_and_model_index(model_dir, metrics_file, caplog):
+    card = build_model_card(model_dir, metrics_files=[metrics_file], repo_id="my-org/vd-tiny")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["license"] == "apache-2.0"
+    assert data["pipeline_tag"] == "image-feature-extraction"
+    assert data["base_model"] == "facebook/dinov2-small"
+    assert data["datasets"] == ["my-org/rgbd-corpus"]  # the Hub id among the training corpora
+    assert set(data["tags"]) == {"rgbd", "depth", "vanishing-depth", "dinov2", "custom_code"}
+    assert data["metrics"] == ["rmse", "mae"]
+    # Only the complete entries become the model-index; each dropped one is reported.
+    results = data["model-index"][0]["results"]
+    assert data["model-index"][0]["name"] == "vd-tiny"
+    assert [m["value"] for r in results for m in r["metrics"]] == [0.1537, 0.4821]
+    assert len(results) == 1 and results[0]["dataset"] == COMPLETE[0]["dataset"]  # same task and dataset: grouped
+    assert results[0]["metrics"][0] == {
+        "type": "rmse",
+        "value": 0.1537,
+        "name": "RMSE at 10% input density",
+        "config": "density_0.1",
+    }
+    assert caplog.text.count("left out of the card") == len(PARTIAL)
+    assert len(read_metrics_file(metrics_file)) == len(COMPLETE)
+
+    # The card survives a save/load round trip with the same metadata (what the Hub parses).
+    card.save(model_dir.parent / "README.md")
+    assert ModelCard.load(model_dir.parent / "README.md").data.to_dict() == data
+
+
+def test_body_states_the_folder_and_nothing_else(model_dir, metrics_file):
+    text = build_model_card(model_dir, metrics_files=[metrics_file], repo_id="my-org/vd-tiny").text
+    contract = _section(text, "Input contract")
+    assert "metres" in contract and "0 = missing" in contract and "multiples of the patch size **14**" in contract
+    assert "channels C: 16 (8 sin/cos pairs)" in contract and "temperature T: 0.0003" in contract
+    assert "max depth: 12 m" in contract and "`global`" in contract
+    assert "[0.485, 0.456, 0.406]" in contract
+    training = _section(text, "Training")
+    assert "| `learning_rate` | `1.5e-05` |" in training and "| `max_steps` | `321` |" in training
+    assert "`redwood_demo`" in training and "facebook/dinov2-small" in training
+    evaluation = _section(text, "Evaluation")
+    assert "Protocol: 4 held-out frames; 10% of valid pixels kept" in evaluation and "(test split)" in evaluation
+    # Every number in the evaluation tables is a value of a complete entry; dropped entries' numbers never appear.
+    rows = [line for line in evaluation.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert sorted(float(row.split("|")[3]) for row in rows) == sorted(e["metric"]["value"] for e in COMPLETE)
+    for dropped in ("9.876", "7.654"):
+        assert dropped not in text
+    limitations = _section(text, "Limitations")
+    assert "12 m" in limitations and "Sensors" in limitations
+    licence = _section(text, "Licence")
+    assert "Apache-2.0" in licence and "CC BY 3.0" in licence and "my-org/rgbd-corpus" in licence
+    assert "arXiv 2503.19947" in text and "Koch" in _section(text, "Citation")
+
+
+def test_without_metrics_no_result_is_claimed(model_dir, tmp_path):
+    folder = tmp_path / "plain"
+    shutil.copytree(model_dir, folder)
+    (folder / "training_args.json").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    config["rgb_backbone_name_or_path"] = str(tmp_path)  # a local path is not a Hub id: no base_model
+    (folder / "config.json").write_text(json.dumps(config))
+    card = build_model_card(folder)
+    data = card.data.to_dict()
+    assert "model-index" not in data and "metrics" not in data and "base_model" not in data
+    evaluation = _section(card.text, "Evaluation")
+    assert "No evaluation results" in evaluation and not re.search(r"\d", evaluation)
+    assert "no `training_args.json`" in _section(card.text, "Training")
+
+
+@pytest.mark.parametrize(
+    "architecture, pipeline_tag, auto_class",
+    [
+        ("VanishingDepthBackbone", "image-feature-extraction", "AutoBackbone"),
+        ("VanishingDepthForPretraining", "image-feature-extraction", "AutoModel"),
+        ("VanishingDepthForDepthEstimation", "depth-estimation", "AutoModelForDepthEstimation"),
+        ("VanishingDepthForSemanticSegmentation", "image-segmentation", "AutoModelForSemanticSegmentation"),
+        ("VanishingDepthForImageClassification", "image-classification", "AutoModelForImageClassification"),
+    ],
+)
+def test_pipeline_tag_follows_the_architecture(model_dir, tmp_path, architecture, pipeline_tag, auto_class):
+    folder = tmp_path / "head"
+    folder.mkdir()
+    config = json.loads((model_dir / "config.json").read_text())
+    config["architectures"] = [architecture]
+    config.pop("auto_map")  # no remote code in this folder: no custom_code tag
+    (folder / "config.json").write_text(json.dumps(config))
+    card = build_model_card(folder, repo_id="o/n")
+    assert card.data.pipeline_tag == pipeline_tag
+    assert "custom_code" not in card.data.tags
+    assert f'{auto_class}.from_pretrained("o/n")' in card.text
+
+
+def test_usage_snippet_runs(model_dir):
+    snippet = re.search(r"```python\n(.*?)```", build_model_card(model_dir).text, flags=re.S).group(1)
+    assert snippet == usage_snippet(str(model_dir), "VanishingDepthModel") + "\n"
+    namespace: dict = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)
+    assert len(namespace["outputs"].feature_maps) == 4
+    assert namespace["inputs"]["depth_values"].shape[-2:] == namespace["inputs"]["pixel_values"].shape[-2:]
+
+
+def test_usage_snippet_of_a_completion_model_runs(tmp_path):
+    torch.manual_seed(0)
+    model = VanishingDepthForDepthEstimation(tiny_config())
+    model.save_pretrained(str(tmp_path))
+    VanishingDepthImageProcessor.from_model_config(model.config, size={"shortest_edge": 56}).save_pretrained(
+        str(tmp_path)
+    )
+    card = build_model_card(tmp_path)
+    assert card.data.pipeline_tag == "depth-estimation"
+    snippet = re.search(r"```python\n(.*?)```", card.text, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(snippet, "card-snippet", "exec"), namespace)
+    assert type(namespace["model"]) is VanishingDepthForDepthEstimation
+    assert namespace["outputs"].predicted_depth.shape[-2:] == namespace["inputs"]["pixel_values"].shape[-2:]
+
+
+def test_bad_metrics_files_raise(tmp_path, model_dir):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"metric": 1}]))
+    with pytest.raises(ValueError, match="results"):
+        build_model_card(model_dir, metrics_files=[bad])
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_metrics_file(bad)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_model_card(tmp_path)
+
+
+def test_hub_id_rule(tmp_path):
+    assert is_hub_id("facebook/dinov2-small")
+    assert not is_hub_id("dinov2_vits14_pretrain.pth") and not is_hub_id("runs/x.safetensors")
+    (tmp_path / "owner" / "name").mkdir(parents=True)
+    assert not is_hub_id(str(tmp_path)) and not is_hub_id(None)
+
+
+def test_cli_card_writes_readme(model_dir, metrics_file, tmp_path, capsys):
+    folder = tmp_path / "cli"
+    shutil.copytree(model_dir, folder)
+    parser = argparse.ArgumentParser()
+    add_card_subcommand(parser.add_subparsers())
+    args = parser.parse_args(["card", "--model", str(folder), "--metrics", str(metrics_file), "--repo-id", "o/vd"])
+    assert args.func(args) == 0
+    assert "README.md" in capsys.readouterr().out
+    card = ModelCard.load(folder / "README.md")
+    assert len(card.data.eval_results) == len(COMPLETE) and 'from_pretrained("o/vd")' in card.text
