@@ -271,15 +271,15 @@ print("{{}}")
 
 
 def test_pretraining_folder_gets_the_auto_map_remote_code_users_need(tmp_path):
-    """A fresh VanishingDepthForPretraining save names only AutoConfig; the published config adds AutoModel (the
-    encoder) and AutoModelForPreTraining (the whole model), and both load with the package hidden."""
+    """A fresh VanishingDepthForPretraining save names AutoConfig and AutoModelForPreTraining; the published config
+    adds AutoModel (the encoder), and both load with the package hidden."""
     from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
 
     torch.manual_seed(0)
     model = VanishingDepthForPretraining(tiny_config()).eval()
     model.save_pretrained(str(tmp_path / "pretraining"))
     saved_config = (tmp_path / "pretraining" / "config.json").read_text()
-    assert set(json.loads(saved_config)["auto_map"]) == {"AutoConfig"}
+    assert set(json.loads(saved_config)["auto_map"]) == {"AutoConfig", "AutoModelForPreTraining"}
     plan = plan_model_upload(tmp_path / "pretraining", tmp_path / "staging")
     auto_map = json.loads(plan.files["config.json"].read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_vanishing_depth.VanishingDepthModel"

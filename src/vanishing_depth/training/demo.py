@@ -53,7 +53,7 @@ def demo_arguments(output_dir: Path, max_steps: int, seed: int):
     return PretrainingArguments(
         output_dir=str(output_dir),
         model_shape="tiny",  # hidden 64, 4 blocks: minutes on a laptop CPU
-        config_overrides=json.dumps({"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 32, 16]}),
+        config_overrides=json.dumps({"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 16, 8]}),
         dataset=["redwood_demo"],
         validation_dataset="redwood_demo",
         validation_split="test",
@@ -185,7 +185,7 @@ def eval_results(table: dict) -> dict:
     return {"results": results}
 
 
-def run_demo(output_root: str | Path = "outputs", max_steps: int = 1500, seed: int = 0) -> dict:
+def run_demo(output_root: str | Path = "outputs", max_steps: int = 1800, seed: int = 0) -> dict:
     from .pretrain import build_model, pretrain, write_card
 
     output_root = Path(output_root)
@@ -226,7 +226,7 @@ def run_demo(output_root: str | Path = "outputs", max_steps: int = 1500, seed: i
 def add_demo_subcommand(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="Pretrain on the bundled corpus, evaluate completion, save (minutes).")
     parser.add_argument("--output-dir", default="outputs")
-    parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--max-steps", type=int, default=1800)
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=lambda a: run_demo(a.output_dir, a.max_steps, a.seed) and 0)
 
