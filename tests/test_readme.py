@@ -67,3 +67,17 @@ def test_readme_cli_examples_run(tmp_path):
         command = [sys.executable, "-m", "vanishing_depth.cli", *argv[1:]]
         result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{line}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+
+
+def test_examples_run(tmp_path):
+    examples = sorted((README.parent / "examples").glob("*.py"))
+    assert examples
+    for script in examples:
+        result = subprocess.run(
+            [sys.executable, str(script), "--out", str(tmp_path / "picture.png")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, f"{script.name}\n{result.stderr[-3000:]}"
