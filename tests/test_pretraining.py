@@ -241,6 +241,7 @@ def test_streaming_corpora_train_and_resume(tmp_path, synthetic_corpus_dir):
             streaming=True,
             max_steps=4,
             checkpointing_steps=2,
+            per_device_batch_size=2,
             resume=str(tmp_path / "a" / "run" / "checkpoints" / "step-2"),
         )
     )

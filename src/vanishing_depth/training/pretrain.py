@@ -271,10 +271,13 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
     """Streaming corpora: the equal-probability mix of `prepare_pretraining_corpus`, sharded per process. Resuming
     skips the rows already consumed (exact, but it re-reads them)."""
 
-    def __init__(self, args: PretrainingArguments, rank: int, world_size: int, start_step: int, total: int) -> None:
+    def __init__(
+        self, args: PretrainingArguments, rank: int, world_size: int, start_step: int, total: int, skip_samples: int = 0
+    ) -> None:
         from .corpora import prepare_pretraining_corpus
 
         self.args, self.rank, self.start_step, self.total = args, rank, start_step, total
+        self.skip_samples = skip_samples  # samples this process had consumed at the checkpoint (rejected crops too)
         self.corpus = prepare_pretraining_corpus(
             args.dataset,
             split=args.dataset_split,
@@ -293,13 +296,16 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
         args = self.args
         size = (args.image_size, args.image_size)
         samples = iter(self._endless())
-        for _ in range(self.start_step * args.per_device_batch_size):
+        consumed = 0
+        for _ in range(self.skip_samples):
             next(samples)
+            consumed += 1
         for step in range(self.start_step, self.total):
             generator = _step_generator(args.seed, step, self.rank)
             rgbs, depths = [], []
             while len(rgbs) < args.per_device_batch_size:
                 sample = next(samples)
+                consumed += 1
                 rgb = torch.from_numpy(np.ascontiguousarray(sample.rgb)).permute(2, 0, 1)
                 rgb, depth = augment_rgbd_pair(
                     rgb,
@@ -322,6 +328,7 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
                 "removed_mask": transformed["removed_mask"],
                 "removed_fraction": transformed["removed_fraction"],
                 "skipped": torch.tensor([stats.skipped_too_few_valid, stats.skipped_unreadable], dtype=torch.int64),
+                "stream_position": torch.tensor(consumed, dtype=torch.int64),
             }
 
     def _endless(self):
@@ -482,6 +489,32 @@ def _prune_checkpoints(checkpoints: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# Arguments whose change on resume breaks "continues exactly where it stopped" (data order, schedule, shapes).
+_RESUME_SENSITIVE = (
+    "dataset",
+    "seed",
+    "per_device_batch_size",
+    "image_size",
+    "max_steps",
+    "samples_per_epoch",
+    "gradient_accumulation_steps",
+    "streaming",
+    "learning_rate",
+    "decoder_learning_rate",
+)
+
+
+def _warn_on_changed_arguments(saved: dict[str, Any], args: PretrainingArguments) -> None:
+    current = dataclasses.asdict(args)
+    changed = {k: (saved[k], current[k]) for k in _RESUME_SENSITIVE if k in saved and saved[k] != current[k]}
+    if changed:
+        logger.warning(
+            "Resuming with arguments that differ from the checkpoint's run %s: the continuation will not match an "
+            "uninterrupted run.",
+            {k: f"{old!r} -> {new!r}" for k, (old, new) in changed.items()},
+        )
+
+
 def pretrain(args: PretrainingArguments) -> dict[str, Any]:
     """Run (or resume) pretraining; returns a summary with the loss history and the final validation metrics."""
     from accelerate import Accelerator
@@ -514,19 +547,23 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    start_step = 0
+    start_step, stream_position = 0, 0
     history: list[dict[str, float]] = []
     if args.resume:
         checkpoint = resolve_checkpoint(args.resume)
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "training_state.json").read_text())
         start_step, history = state["step"], state.get("history", [])
+        _warn_on_changed_arguments(state.get("arguments", {}), args)
+        stream_file = checkpoint / f"stream_position_{rank}.json"
+        if stream_file.is_file():
+            stream_position = json.loads(stream_file.read_text())["samples_consumed"]
         logger.info("Resumed from %s at step %d.", checkpoint, start_step)
 
     micro_total = args.max_steps * args.gradient_accumulation_steps
     if args.streaming:
         batches = StreamingPretrainingBatches(
-            args, rank, world_size, start_step * args.gradient_accumulation_steps, micro_total
+            args, rank, world_size, start_step * args.gradient_accumulation_steps, micro_total, stream_position
         )
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
     else:
@@ -560,6 +597,8 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         data_wait += time.perf_counter() - wait_start
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         data_fingerprints.append(float(batch["target_depth"].double().sum()))
+        if "stream_position" in batch:
+            stream_position = int(batch["stream_position"])
         with accelerator.accumulate(model):
             outputs = model(
                 pixel_values=batch["pixel_values"],
@@ -616,8 +655,15 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
             if step % args.checkpointing_steps == 0 or step == args.max_steps:
                 target = checkpoints / f"step-{step}"
                 accelerator.save_state(str(target))
+                if args.streaming:  # every process records how far it read its own stream
+                    target.mkdir(parents=True, exist_ok=True)
+                    (target / f"stream_position_{rank}.json").write_text(
+                        json.dumps({"samples_consumed": stream_position})
+                    )
                 if accelerator.is_main_process:
-                    (target / "training_state.json").write_text(json.dumps({"step": step, "history": history}))
+                    (target / "training_state.json").write_text(
+                        json.dumps({"step": step, "history": history, "arguments": dataclasses.asdict(args)})
+                    )
                     _latest_link(checkpoints, target)
                     _prune_checkpoints(checkpoints, args.checkpoints_total_limit)
                 accelerator.wait_for_everyone()
