@@ -56,10 +56,19 @@ def step_time(step, repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def make_steps(size_name: str, batch: int, image: int, device: str, checkpointing: bool = False, autocast=None):
+def make_steps(
+    size_name: str,
+    batch: int,
+    image: int,
+    device: str,
+    checkpointing: bool = False,
+    autocast=None,
+    decoder_channels=None,
+):
     rgb_config = Dinov2Config(image_size=518, patch_size=14, **SIZES[size_name])
     torch.manual_seed(0)
-    ours = VanishingDepthForPretraining(VanishingDepthConfig(rgb_config=rgb_config)).to(device).train()
+    config = VanishingDepthConfig(rgb_config=rgb_config, decoder_channels=decoder_channels)
+    ours = VanishingDepthForPretraining(config).to(device).train()
     if checkpointing:
         ours.gradient_checkpointing_enable()
     plain = Dinov2Model(rgb_config).to(device).train()
@@ -139,6 +148,9 @@ def main() -> None:
     print(f"  VanishingDepthForPretraining step   {ours_s:.2f} s")
     print(f"  Dinov2Model full fine-tuning step   {plain_s:.2f} s")
     print(f"  ratio                               {ours_s / plain_s:.3f}   (goal <= 1.5)")
+    light_step, _ = make_steps("small", 8, 224, "cpu", decoder_channels=[128, 64, 32, 16])
+    light_s = statistics.median(step_time(light_step, 1, "cpu") for _ in range(args.repeats))
+    print(f"  ratio, decoder_channels=[128,64,32,16] (half the paper's widths)   {light_s / plain_s:.3f}")
     print(
         f"  data-wait share of the real loop    {data_wait_share(args.threads) * 100:.1f} % (tiny model, demo corpus)"
     )
