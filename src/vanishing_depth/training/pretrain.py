@@ -201,6 +201,8 @@ class PretrainingBatches(torch.utils.data.Dataset):
         if key in self._cache:
             return self._cache[key]
         sample = self.decoder.decode(self.corpora[corpus_index][row_index], index=row_index)
+        if sample is not None and not sample.rgb.flags.writeable:
+            sample.rgb = sample.rgb.copy()  # torch refuses to wrap read-only arrays without a warning
         if len(self._cache) < self._cache_limit:
             self._cache[key] = sample
         return sample
@@ -226,7 +228,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
             if sample is None:  # skipped and counted by the decoder
                 continue
             rgb = torch.from_numpy(np.ascontiguousarray(sample.rgb)).permute(2, 0, 1)
-            depth = torch.from_numpy(sample.depth_m)[None]
+            depth = torch.from_numpy(np.ascontiguousarray(sample.depth_m))[None]
             rgb, depth = augment_rgbd_pair(rgb, depth, size, generator=generator, crop_scale=(args.crop_scale_min, 1.0))
             if int((depth > 0).sum()) < args.min_valid_pixels:
                 continue  # a crop of a hole: draw again (METHOD §2.1 resamples such frames)
@@ -306,7 +308,7 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
             while len(rgbs) < args.per_device_batch_size:
                 sample = next(samples)
                 consumed += 1
-                rgb = torch.from_numpy(np.ascontiguousarray(sample.rgb)).permute(2, 0, 1)
+                rgb = torch.from_numpy(np.array(sample.rgb)).permute(2, 0, 1)  # a writable copy per streamed frame
                 rgb, depth = augment_rgbd_pair(
                     rgb,
                     torch.from_numpy(sample.depth_m)[None],
@@ -330,6 +332,9 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
                 "skipped": torch.tensor([stats.skipped_too_few_valid, stats.skipped_unreadable], dtype=torch.int64),
                 "stream_position": torch.tensor(consumed, dtype=torch.int64),
             }
+
+    def epoch_at(self, step: int) -> float:
+        return self.helper.epoch_at(step)
 
     def _endless(self):
         epoch = 0
