@@ -716,11 +716,6 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
         self.num_features = [config.feature_channels] * (config.num_hidden_layers + 1)
         self.post_init()
 
-    def train(self, mode: bool = True) -> VanishingDepthBackbone:
-        super().train(mode)
-        self.vanishing_depth.train(mode)
-        return self
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -855,11 +850,6 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
         self.decoder = VanishingDepthPretrainingDecoder(config)
         self.pretraining_loss = VanishingDepthLoss(alpha=config.loss_alpha, variance_focus=config.loss_variance_focus)
         self.post_init()
-
-    def train(self, mode: bool = True) -> VanishingDepthForPretraining:
-        super().train(mode)
-        self.vanishing_depth.train(mode)
-        return self
 
     def save_encoder(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Write the encoder alone (config.json + model.safetensors), loadable with `AutoModel.from_pretrained`."""

@@ -31,8 +31,6 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 VALIDATION_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 # Random-init RGB backbones of real DINOv2 shapes, for runs without reachable weights (tests, the demo).
@@ -156,25 +154,22 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 
 def normalize_rgb(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised."""
-    return (rgb - IMAGENET_MEAN.to(rgb.device)) / IMAGENET_STD.to(rgb.device)
+    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised, with the image processor's constants."""
+    from ..image_processing_vanishing_depth import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    return (rgb - mean) / std
 
 
-class PretrainingBatches(torch.utils.data.Dataset):
-    """Map-style view where item ``s`` is the whole batch of optimizer micro-step ``s`` for this process.
+class PretrainingBatchAssembler:
+    """What the map-style and the streaming data paths share: one frame's crop and jitter, and a batch's depth
+    randomisation and masks, all drawn from the step's generator; plus the epoch of the masking curriculum."""
 
-    Use with a DataLoader over ``range(start, total)`` (``batch_size=None``) so workers prefetch batches in order.
-    Frames with fewer than `min_valid_pixels` valid depth pixels or unreadable rows are skipped, counted and
-    replaced by another draw.
-    """
-
-    def __init__(self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int) -> None:
+    def __init__(self, args: PretrainingArguments, world_size: int) -> None:
         from ..processing.augmentation import MaskingCurriculum, PretrainingDepthTransform, VanishingDepthMasker
-        from .corpora import RGBDSampleDecoder
 
-        self.args, self.rank, self.total = args, rank, total
-        self.corpora = corpora
-        self.decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
+        self.args = args
         curriculum = MaskingCurriculum(
             mean_start=args.mask_mean_start,
             mean_end=args.mask_mean_end,
@@ -186,6 +181,54 @@ class PretrainingBatches(torch.utils.data.Dataset):
         masker = VanishingDepthMasker(min_fraction=args.mask_min_fraction, max_fraction=args.mask_max_fraction)
         self.depth_transform = PretrainingDepthTransform(curriculum=curriculum, masker=masker)
         self.samples_per_step = args.per_device_batch_size * world_size
+
+    def epoch_at(self, step: int) -> float:
+        return step * self.samples_per_step / self.args.samples_per_epoch
+
+    def augment(self, sample, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Crop, flips, jitter of one decoded frame -> (RGB (3, s, s) in [0, 1], depth (1, s, s) metres), or None
+        when the crop holds fewer than `min_valid_pixels` measurements (METHOD §2.1 draws again)."""
+        from ..processing.rgb_augmentation import augment_rgbd_pair
+
+        args = self.args
+        rgb = sample.rgb if sample.rgb.flags.writeable else sample.rgb.copy()  # torch warns on read-only arrays
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        depth = torch.from_numpy(np.ascontiguousarray(sample.depth_m))[None]
+        size = (args.image_size, args.image_size)
+        rgb, depth = augment_rgbd_pair(rgb, depth, size, generator=generator, crop_scale=(args.crop_scale_min, 1.0))
+        return (rgb, depth) if int((depth > 0).sum()) >= args.min_valid_pixels else None
+
+    def batch(self, step: int, generator: torch.Generator, crops: list, skip_stats) -> dict[str, torch.Tensor]:
+        """Stack the crops and apply the depth randomisation, noise and masks of the step's curriculum epoch."""
+        depths = torch.stack([depth for _, depth in crops])
+        transformed = self.depth_transform(depths, generator=generator, epoch=self.epoch_at(step))
+        return {
+            "pixel_values": normalize_rgb(torch.stack([rgb for rgb, _ in crops])),
+            "depth_values": transformed["depth_values"],
+            "target_depth": transformed["target_depth"],
+            "removed_mask": transformed["removed_mask"],
+            "removed_fraction": transformed["removed_fraction"],
+            "skipped": torch.tensor(
+                [skip_stats.skipped_too_few_valid, skip_stats.skipped_unreadable], dtype=torch.int64
+            ),
+        }
+
+
+class PretrainingBatches(torch.utils.data.Dataset):
+    """Map-style view where item ``s`` is the whole batch of optimizer micro-step ``s`` for this process.
+
+    Use with a DataLoader over ``range(start, total)`` (``batch_size=None``) so workers prefetch batches in order.
+    Frames with fewer than `min_valid_pixels` valid depth pixels or unreadable rows are skipped, counted and
+    replaced by another draw.
+    """
+
+    def __init__(self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int) -> None:
+        from .corpora import RGBDSampleDecoder
+
+        self.args, self.rank, self.total = args, rank, total
+        self.corpora = corpora
+        self.decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
+        self.assembler = PretrainingBatchAssembler(args, world_size)
         # Small corpora are decoded once and kept: the demo's 22 frames are re-drawn thousands of times.
         self._cache: dict[tuple[int, int], Any] = {}
         self._cache_limit = 4096
@@ -194,7 +237,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
         return self.total
 
     def epoch_at(self, step: int) -> float:
-        return step * self.samples_per_step / self.args.samples_per_epoch
+        return self.assembler.epoch_at(step)
 
     def _sample(self, corpus_index: int, row_index: int):
         key = (corpus_index, row_index)
@@ -202,20 +245,17 @@ class PretrainingBatches(torch.utils.data.Dataset):
             return self._cache[key]
         sample = self.decoder.decode(self.corpora[corpus_index][row_index], index=row_index)
         if sample is not None and not sample.rgb.flags.writeable:
-            sample.rgb = sample.rgb.copy()  # torch refuses to wrap read-only arrays without a warning
+            sample.rgb = sample.rgb.copy()  # copy once here rather than on every later draw
         if len(self._cache) < self._cache_limit:
             self._cache[key] = sample
         return sample
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        from ..processing.rgb_augmentation import augment_rgbd_pair
-
         args = self.args
         generator = _step_generator(args.seed, step, self.rank)
-        size = (args.image_size, args.image_size)
-        rgbs, depths = [], []
+        crops = []
         attempts = 0
-        while len(rgbs) < args.per_device_batch_size:
+        while len(crops) < args.per_device_batch_size:
             attempts += 1
             if attempts > 50 * args.per_device_batch_size:
                 raise RuntimeError(
@@ -227,25 +267,10 @@ class PretrainingBatches(torch.utils.data.Dataset):
             sample = self._sample(corpus_index, row_index)
             if sample is None:  # skipped and counted by the decoder
                 continue
-            rgb = torch.from_numpy(np.ascontiguousarray(sample.rgb)).permute(2, 0, 1)
-            depth = torch.from_numpy(np.ascontiguousarray(sample.depth_m))[None]
-            rgb, depth = augment_rgbd_pair(rgb, depth, size, generator=generator, crop_scale=(args.crop_scale_min, 1.0))
-            if int((depth > 0).sum()) < args.min_valid_pixels:
-                continue  # a crop of a hole: draw again (METHOD §2.1 resamples such frames)
-            rgbs.append(rgb)
-            depths.append(depth)
-        depth_batch = torch.stack(depths)
-        transformed = self.depth_transform(depth_batch, generator=generator, epoch=self.epoch_at(step))
-        return {
-            "pixel_values": normalize_rgb(torch.stack(rgbs)),
-            "depth_values": transformed["depth_values"],
-            "target_depth": transformed["target_depth"],
-            "removed_mask": transformed["removed_mask"],
-            "removed_fraction": transformed["removed_fraction"],
-            "skipped": torch.tensor(
-                [self.decoder.stats.skipped_too_few_valid, self.decoder.stats.skipped_unreadable], dtype=torch.int64
-            ),
-        }
+            crop = self.assembler.augment(sample, generator)
+            if crop is not None:
+                crops.append(crop)
+        return self.assembler.batch(step, generator, crops, self.decoder.stats)
 
 
 def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: int) -> list:
@@ -289,14 +314,10 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
             world_size=world_size,
             min_valid_pixels=args.min_valid_pixels,
         )
-        self.helper = PretrainingBatches.__new__(PretrainingBatches)
-        PretrainingBatches.__init__(self.helper, args, [[]], rank, world_size, total)
+        self.assembler = PretrainingBatchAssembler(args, world_size)
 
     def __iter__(self):
-        from ..processing.rgb_augmentation import augment_rgbd_pair
-
         args = self.args
-        size = (args.image_size, args.image_size)
         samples = iter(self._endless())
         consumed = 0
         for _ in range(self.skip_samples):
@@ -304,37 +325,18 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
             consumed += 1
         for step in range(self.start_step, self.total):
             generator = _step_generator(args.seed, step, self.rank)
-            rgbs, depths = [], []
-            while len(rgbs) < args.per_device_batch_size:
-                sample = next(samples)
+            crops = []
+            while len(crops) < args.per_device_batch_size:
+                crop = self.assembler.augment(next(samples), generator)
                 consumed += 1
-                rgb = torch.from_numpy(np.array(sample.rgb)).permute(2, 0, 1)  # a writable copy per streamed frame
-                rgb, depth = augment_rgbd_pair(
-                    rgb,
-                    torch.from_numpy(sample.depth_m)[None],
-                    size,
-                    generator=generator,
-                    crop_scale=(args.crop_scale_min, 1.0),
-                )
-                if int((depth > 0).sum()) >= args.min_valid_pixels:
-                    rgbs.append(rgb)
-                    depths.append(depth)
-            transformed = self.helper.depth_transform(
-                torch.stack(depths), generator=generator, epoch=self.helper.epoch_at(step)
-            )
-            stats = self.corpus.decoder.stats
-            yield {
-                "pixel_values": normalize_rgb(torch.stack(rgbs)),
-                "depth_values": transformed["depth_values"],
-                "target_depth": transformed["target_depth"],
-                "removed_mask": transformed["removed_mask"],
-                "removed_fraction": transformed["removed_fraction"],
-                "skipped": torch.tensor([stats.skipped_too_few_valid, stats.skipped_unreadable], dtype=torch.int64),
-                "stream_position": torch.tensor(consumed, dtype=torch.int64),
-            }
+                if crop is not None:
+                    crops.append(crop)
+            batch = self.assembler.batch(step, generator, crops, self.corpus.decoder.stats)
+            batch["stream_position"] = torch.tensor(consumed, dtype=torch.int64)
+            yield batch
 
     def epoch_at(self, step: int) -> float:
-        return self.helper.epoch_at(step)
+        return self.assembler.epoch_at(step)
 
     def _endless(self):
         epoch = 0
@@ -740,6 +742,7 @@ if __name__ == "__main__":
 __all__ = [
     "MODEL_SHAPES",
     "PretrainingArguments",
+    "PretrainingBatchAssembler",
     "PretrainingBatches",
     "build_model",
     "build_optimizer",
