@@ -31,7 +31,7 @@ REPO = "test-user/vd-tiny"
 # they import relatively (read from the installed package, so the list follows the code).
 CODE_FILES = code_files(
     Path(vanishing_depth.__file__).parent,
-    {"configuration_vanishing_depth", "modeling_vanishing_depth", "image_processing_vanishing_depth"},
+    {"configuration_vanishing_depth", "modeling_vanishing_depth", "image_processing_vanishing_depth", "pipeline_vanishing_depth"},
 )[0]
 HIDE_PACKAGE = """
 import sys
@@ -271,15 +271,26 @@ print("{{}}")
 
 
 def test_pretraining_folder_gets_the_auto_map_remote_code_users_need(tmp_path):
-    """A fresh VanishingDepthForPretraining save names AutoConfig and AutoModelForPreTraining; the published config
-    adds AutoModel (the encoder), and both load with the package hidden."""
+    """A VanishingDepthForPretraining save names every Auto class (AutoModel = the encoder) and the depth-completion
+    pipeline; the published config keeps them, and both load with the package hidden."""
     from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
 
     torch.manual_seed(0)
     model = VanishingDepthForPretraining(tiny_config()).eval()
     model.save_pretrained(str(tmp_path / "pretraining"))
     saved_config = (tmp_path / "pretraining" / "config.json").read_text()
-    assert set(json.loads(saved_config)["auto_map"]) == {"AutoConfig", "AutoModelForPreTraining"}
+    saved = json.loads(saved_config)
+    assert set(saved["auto_map"]) == {
+        "AutoConfig",
+        "AutoModel",
+        "AutoBackbone",
+        "AutoModelForPreTraining",
+        "AutoModelForDepthEstimation",
+        "AutoModelForSemanticSegmentation",
+        "AutoModelForImageClassification",
+    }
+    assert saved["custom_pipelines"]["depth-completion"]["pt"] == ["AutoModelForPreTraining"]
+    assert (tmp_path / "pretraining" / "pipeline_vanishing_depth.py").is_file()
     plan = plan_model_upload(tmp_path / "pretraining", tmp_path / "staging")
     auto_map = json.loads(plan.files["config.json"].read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_vanishing_depth.VanishingDepthModel"

@@ -100,12 +100,20 @@ def _add_complete(subparsers) -> None:
         "complete",
         help="Complete a sparse or holed depth map with a pretrained model (writes a 16-bit mm PNG and a picture).",
     )
-    parser.add_argument("--model", required=True, help="A VanishingDepthForPretraining folder (e.g. RUN/pretraining).")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="A folder with a trained decoder: RUN/pretraining (VanishingDepthForPretraining) or a depth head "
+        "(VanishingDepthForDepthEstimation). An encoder folder is refused.",
+    )
     parser.add_argument("--rgb", required=True, help="RGB image file.")
     parser.add_argument("--depth", required=True, help="Sparse or holed depth file.")
     parser.add_argument("--depth-format", default="auto", help="mm, kitti, tum, sunrgbd, nyu_raw, float or auto.")
     parser.add_argument("--out", required=True, help="Output 16-bit PNG in millimetres (0 = no prediction).")
     parser.add_argument("--size", type=int, default=None, help="Processing short edge in px (default: the model's).")
+    parser.add_argument(
+        "--keep-measured", action="store_true", help="Measured pixels pass through unchanged (metres as read)."
+    )
     parser.set_defaults(func=run_complete)
 
 
@@ -113,7 +121,13 @@ def run_complete(args) -> int:
     from .training.completion import complete_depth_file
 
     written = complete_depth_file(
-        args.model, args.rgb, args.depth, args.out, depth_format=args.depth_format, size=args.size
+        args.model,
+        args.rgb,
+        args.depth,
+        args.out,
+        depth_format=args.depth_format,
+        size=args.size,
+        keep_measured=args.keep_measured,
     )
     for path in written:
         print(f"wrote {path}")

@@ -54,6 +54,24 @@ def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
     raise ValueError(f"`rgb_config` must be a Dinov2Config, a dict or None, got {type(rgb_config).__name__}.")
 
 
+def _drop_locally_registered_pipelines(kwargs: dict) -> None:
+    """A saved folder declares its `depth-completion` pipeline in `custom_pipelines` for users without the package
+    (`trust_remote_code=True`). Where the package is imported, the task is registered with `PIPELINE_REGISTRY` and the
+    folder's declaration is dropped on loading, so `pipeline("depth-completion", model=folder)` uses the installed code
+    without asking to run the folder's (`save_pretrained` writes the declaration again)."""
+    custom = kwargs.get("custom_pipelines")
+    if not custom:
+        return
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    registered = {task for task, info in PIPELINE_REGISTRY.supported_tasks.items() if isinstance(info.get("impl"), type)}
+    remaining = {task: info for task, info in custom.items() if task not in registered}
+    if remaining:
+        kwargs["custom_pipelines"] = remaining
+    else:
+        kwargs.pop("custom_pipelines")
+
+
 class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
     Configuration of [`VanishingDepthModel`]: a frozen pretrained RGB DINOv2 and a trainable depth DINOv2 of
@@ -122,6 +140,19 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         out_features / out_indices (`list`, *optional*):
             `AutoBackbone` outputs in transformers' stage numbering ("stem", "stage1", ... ; stage i = block i's
             output). Default: the fusion layers, i.e. stages [3, 6, 9, 12] for 12 blocks.
+        reshape_hidden_states (`bool`, *optional*, defaults to `True`):
+            `VanishingDepthBackbone` only (the field of the same name in `Dinov2Config`). `True`: each feature map is
+            `(B, 2D, H/14, W/14)`. `False`: each is the token sequence `(B, 1 + N, 2D)`: the CLS token first (RGB CLS
+            and depth CLS concatenated), register tokens dropped, then the N = (H/14)(W/14) patch tokens with the same
+            values as the maps. This is what transformers' Depth Anything neck reads (`hidden_state[:, 1:]` reshaped to
+            the patch grid); build it with `DepthAnythingConfig(reassemble_hidden_size=2 * hidden_size)`.
+        backbone_feature_strides (`list[int]`, *optional*):
+            `VanishingDepthBackbone` only: the stride in input pixels of each returned feature map, one per
+            `out_indices` entry. `None` (default) keeps every map on the ViT patch grid (stride `patch_size`, 14).
+            A list such as `[4, 8, 16, 32]` bilinearly resizes (align_corners=False) output i to
+            `(ceil(H / s_i), ceil(W / s_i))`: the multi-scale pyramid Mask2Former's pixel decoder expects (UperNet
+            works either way). The authors' mmseg backbone does the same with fixed strides 2/4/8/16 of the input
+            size floored to a multiple of 32. Needs `reshape_hidden_states=True`.
     """
 
     model_type = "vanishing_depth"
@@ -157,6 +188,8 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         rgb_backbone_name_or_path: str | None = None,
         out_features: list[str] | None = None,
         out_indices: list[int] | None = None,
+        reshape_hidden_states: bool = True,
+        backbone_feature_strides: list[int] | None = None,
         **kwargs,
     ):
         self.rgb_config = _rgb_config_from_any(rgb_config)
@@ -193,12 +226,18 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         self.depth_loss_silog_weight = depth_loss_silog_weight
         self.depth_loss_l1_weight = depth_loss_l1_weight
         self.rgb_backbone_name_or_path = rgb_backbone_name_or_path
+        self.reshape_hidden_states = reshape_hidden_states
+        if isinstance(backbone_feature_strides, tuple):
+            backbone_feature_strides = list(backbone_feature_strides)
+        self.backbone_feature_strides = backbone_feature_strides
+        _drop_locally_registered_pipelines(kwargs)
         super().__init__(**kwargs)
         self.validate_vanishing_depth()
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]
         if out_features is None and out_indices is None:
             out_indices = [layer + 1 for layer in self.fusion_layers]
         self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
+        self.validate_backbone_fields()
 
     # ----------------------------------------------------------------------------------------------------------
     @property
@@ -297,6 +336,30 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"`depth_normalization='dynamic'` writes max(depth) as 3 integer and 6 decimal digits into the "
                     f"last third of the CLS vector; hidden_size {hidden} is too small for that (use a larger model or global normalisation)."
                 )
+
+    def validate_backbone_fields(self) -> None:
+        """The `VanishingDepthBackbone` fields; `out_indices` must be set already. Also run by the backbone's forward,
+        since `out_indices` can change after construction."""
+        if not isinstance(self.reshape_hidden_states, bool):
+            raise ValueError(f"`reshape_hidden_states` must be True or False, got {self.reshape_hidden_states!r}.")
+        strides = self.backbone_feature_strides
+        if strides is None:
+            return
+        num_outputs = len(self.out_indices or [])
+        if (
+            not isinstance(strides, list)
+            or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in strides)
+            or len(strides) != num_outputs
+        ):
+            raise ValueError(
+                f"`backbone_feature_strides` must be None or one positive integer stride in pixels per `out_indices` "
+                f"entry ({num_outputs} for out_indices={self.out_indices}), e.g. [4, 8, 16, 32]; got {strides!r}."
+            )
+        if not self.reshape_hidden_states:
+            raise ValueError(
+                "`backbone_feature_strides` resizes 4-D feature maps; it cannot be combined with "
+                "`reshape_hidden_states=False` (token sequences)."
+            )
 
     def _validate_task_head_fields(self) -> None:
         """The fields of the task heads (`VanishingDepthFor*`); the encoder ignores them."""

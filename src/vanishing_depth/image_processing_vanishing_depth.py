@@ -54,19 +54,41 @@ def _rgb_to_float_hwc(image: Any, index: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np.ndarray:
+# A float map whose median valid depth exceeds the far limit by this factor is not metres (millimetres passed as metres).
+UNIT_MISMATCH_FACTOR = 10.0
+# Dropping more than this share of the valid pixels as "too far" is logged at WARNING level, with the count.
+FAR_DROP_WARNING_FRACTION = 0.10
+
+
+def depth_to_metres(
+    depth: Any,
+    depth_scale: float | None,
+    index: int = 0,
+    *,
+    scale_applies_to_float: bool = False,
+    max_depth_m: float | None = None,
+) -> np.ndarray:
     """One depth map as float32 metres (H, W), 0 = missing.
 
-    Float input is taken as metres. Integer sensor maps need `depth_scale` (metres per unit, e.g. 0.001 for mm PNGs);
-    8-bit maps are refused (they are visualisations, not measurements). NaN and inf become 0 with a warning;
-    negative values raise.
+    Float input is metres. Integer sensor maps need `depth_scale` (metres per unit, e.g. 0.001 for mm PNGs); 8-bit maps
+    are refused (they are visualisations, not measurements). NaN and inf become 0 with a warning; negative values raise.
+
+    Args:
+        depth: NumPy / torch / PIL (mode ``I;16``, ``I`` or ``F``) map of shape (H, W) or (1, H, W).
+        depth_scale: metres per unit of an integer map.
+        index: position in the batch, for messages.
+        scale_applies_to_float: `depth_scale` was passed explicitly for this call. It applies to integer maps only,
+            so passing it with a float map raises (float maps are metres already); a processor-level default
+            (False here) is simply not applied to float maps.
+        max_depth_m: the far limit in metres; a map whose median valid depth exceeds it `UNIT_MISMATCH_FACTOR` times
+            is refused as a probable unit mix-up (millimetres passed as metres). None skips the check.
     """
     try:
         from PIL import Image
-    except ImportError:  # pragma: no cover
+    except ImportError:  # pragma: no cover - pillow is a dependency
         Image = None
     if Image is not None and isinstance(depth, Image.Image):
-        if depth.mode in ("L", "P", "1"):
+        if depth.mode in ("L", "P", "1", "LA", "PA"):
             raise ValueError(
                 f"`depth[{index}]` is an 8-bit image (mode {depth.mode}): depth needs 16 or 32 bits; this looks like a "
                 "visualisation. Load the sensor's 16-bit PNG or float map instead."
@@ -74,6 +96,8 @@ def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np
         if depth.mode in ("RGB", "RGBA"):
             raise ValueError(f"`depth[{index}]` is a colour image (mode {depth.mode}); depth must be single-channel.")
         depth = np.asarray(depth)
+        if depth.dtype.byteorder == ">":
+            depth = depth.astype(depth.dtype.newbyteorder("="))
     elif isinstance(depth, torch.Tensor):
         depth = depth.detach().cpu().numpy()
     depth = np.asarray(depth)
@@ -81,6 +105,8 @@ def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np
         depth = depth.reshape(depth.shape[1:] if depth.shape[0] == 1 else depth.shape[:-1])
     if depth.ndim != 2:
         raise ValueError(f"`depth[{index}]` must be a single-channel map (H, W) or (1, H, W), got shape {depth.shape}.")
+    if depth.size == 0:
+        raise ValueError(f"`depth[{index}]` is empty (shape {depth.shape}); expected an (H, W) map with H, W >= 1.")
     if depth.dtype == np.uint8 or depth.dtype == bool:
         raise ValueError(
             f"`depth[{index}]` is 8-bit: depth needs 16 or 32 bits; this looks like a visualisation, not a measurement."
@@ -92,10 +118,16 @@ def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np
                 "(0.001 for millimetre PNGs, 1/256 for KITTI, 1/5000 for TUM) or convert to float metres first."
             )
         depth = depth.astype(np.float32) * np.float32(depth_scale)
-    else:
+    elif np.issubdtype(depth.dtype, np.floating):
+        if depth_scale is not None and scale_applies_to_float:
+            raise ValueError(
+                f"`depth_scale` ({depth_scale} m per unit) applies to integer sensor maps only, but `depth[{index}]` is "
+                f"{depth.dtype}: float depth is taken as metres. Drop `depth_scale`, or pass the raw integer map "
+                "(e.g. the uint16 millimetre PNG) with it."
+            )
         depth = depth.astype(np.float32)
-        if depth_scale is not None and depth_scale != 1.0:
-            depth = depth * np.float32(depth_scale)
+    else:
+        raise ValueError(f"`depth[{index}]` must be a float (metres) or integer (sensor units) map, got {depth.dtype}.")
     non_finite = ~np.isfinite(depth)
     if non_finite.any():
         warnings.warn(f"`depth[{index}]`: {int(non_finite.sum())} NaN/inf values treated as missing (0).", stacklevel=3)
@@ -104,6 +136,17 @@ def depth_to_metres(depth: Any, depth_scale: float | None, index: int = 0) -> np
         raise ValueError(
             f"`depth[{index}]` has {int((depth < 0).sum())} negative values; depth is metres >= 0 with 0 = missing."
         )
+    if max_depth_m is not None:
+        valid = depth[depth > 0]
+        median = float(np.median(valid)) if valid.size else 0.0
+        if median > UNIT_MISMATCH_FACTOR * float(max_depth_m):
+            raise ValueError(
+                f"`depth[{index}]`: the median valid depth is {median:.4g} m, more than {UNIT_MISMATCH_FACTOR:g} times "
+                f"the far limit of {float(max_depth_m):g} m. This is almost certainly depth in millimetres (or another "
+                "sensor unit) passed as float metres. Pass metres (e.g. `depth_mm / 1000.0`), or the raw integer map "
+                "with `depth_scale=0.001` (or `load_depth(path, format='mm')`). If the scene really is this far, use "
+                "a model and processor with a larger `max_depth` / `max_valid_depth`."
+            )
     return depth
 
 
@@ -255,15 +298,30 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         if self.far_depth == "rescale":
             maximum = float(depth_m.max()) if depth_m.size else 0.0
             if maximum > 0.95 * limit:
-                logger.info(
-                    "depth[%d]: max %.2f m rescaled to %.2f m (far_depth='rescale').", index, maximum, 0.95 * limit
+                # Every pixel changes: never silent.
+                logger.warning(
+                    "depth[%d]: every depth value scaled by %.4f so that the maximum %.2f m becomes %.2f m "
+                    "(far_depth='rescale'; use far_depth='drop' to keep metric scale).",
+                    index,
+                    0.95 * limit / maximum,
+                    maximum,
+                    0.95 * limit,
                 )
                 depth_m = depth_m * np.float32(0.95 * limit / maximum)
             return depth_m
         far = depth_m > limit
         if far.any():
-            logger.info(
-                "depth[%d]: %d pixels beyond max_valid_depth=%.2f m set to missing.", index, int(far.sum()), limit
+            count, valid = int(far.sum()), int(np.count_nonzero(depth_m > 0))
+            share = count / max(valid, 1)
+            log = logger.warning if share > FAR_DROP_WARNING_FRACTION else logger.info
+            log(
+                "depth[%d]: %d of %d valid pixels (%.1f%%) lie beyond max_valid_depth=%.2f m and are set to missing "
+                "(far_depth='drop').",
+                index,
+                count,
+                valid,
+                100.0 * share,
+                limit,
             )
             depth_m = np.where(far, 0.0, depth_m).astype(np.float32)
         return depth_m
@@ -276,6 +334,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         segmentation_maps: Any = None,
         depth_scale: float | None = None,
         do_depth_encoding: bool | None = None,
+        return_rgbd_pixel_values: bool = False,
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
@@ -284,17 +343,31 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         Args:
             images: one RGB image or a list (PIL, NumPy (H, W, 3) uint8 / float in [0, 1], torch (3, H, W)).
             depth: one depth map per image, or `None` for "no depth at all" (an all-missing map: the model then runs
-                on RGB alone). Float metres (NumPy, torch, PIL mode F) or integer sensor maps with `depth_scale`.
-                Any resolution: it is sampled onto the RGB grid with nearest neighbour.
+                on RGB alone); a `None` entry in a list means no depth for that image. Float **metres** (NumPy,
+                torch, PIL mode F) or integer sensor maps (uint16 PNG, PIL mode I;16) with `depth_scale`. Any
+                resolution: it is sampled onto the RGB grid with nearest neighbour.
             segmentation_maps: optional label maps (H, W) per image, resized with nearest neighbour.
-            depth_scale: metres per unit for integer depth; overrides the processor's setting for this call.
+            depth_scale: metres per unit of *integer* depth maps, for this call (overrides the processor's setting).
+                Passing it with a float map is an error: float maps are metres. The processor-level `depth_scale`
+                applies to integer maps only and leaves float maps alone.
             do_depth_encoding: override the processor setting for this call.
+            return_rgbd_pixel_values: return RGB and depth in one `pixel_values` tensor `(B, 3 + 1, H, W)`: channels
+                0-2 normalised RGB, channel 3 depth in metres (or `(B, 3 + C, H, W)` with the PDE channels when
+                `do_depth_encoding`). This is the input of transformers' own heads (UperNet, Mask2Former, Depth
+                Anything) built on `VanishingDepthBackbone`, which pass only `pixel_values` to their backbone.
             return_tensors: "pt" (default) or "np".
+
+        Unit rules (depth is never dropped or rescaled silently): a map whose median valid depth exceeds
+        `max_valid_depth` ten times over is refused as a probable unit mix-up (millimetres passed as metres);
+        dropping more than 10 % of a map's valid pixels as beyond `max_valid_depth` is logged at WARNING level with
+        the count; NaN / inf become missing with a warning; negative depth raises.
 
         Returns:
             `BatchFeature` with `pixel_values` `(B, 3, H, W)`, `depth_values` `(B, 1, H, W)` metres (or
-            `depth_encoding` `(B, C, H, W)`), `labels` `(B, H, W)` int64 if segmentation maps were given, and
-            `resized_sizes` `(B, 2)`: the (height, width) of the content before padding, for post-processing.
+            `depth_encoding` `(B, C, H, W)`, or both inside `pixel_values` with `return_rgbd_pixel_values`), `labels`
+            `(B, H, W)` int64 if segmentation maps were given, and `resized_sizes` `(B, 2)`: the (height, width) of
+            the content before padding, for post-processing (the models accept and ignore it, so
+            `model(**processor(...))` works).
         """
         if kwargs:
             unknown = sorted(kwargs)
@@ -315,6 +388,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
                 f"`segmentation_maps` must hold one map per image: got {len(label_list)} for {len(image_list)} images."
             )
         scale = depth_scale if depth_scale is not None else self.depth_scale
+        unit_limit = self.max_valid_depth
         encode = self.do_depth_encoding if do_depth_encoding is None else do_depth_encoding
 
         pixel_values, depth_values, labels, sizes = [], [], [], []
@@ -326,7 +400,14 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             if depth_list[index] is None:
                 depth_m = torch.zeros(size, dtype=torch.float32)
             else:
-                depth_np = self._handle_far_depth(depth_to_metres(depth_list[index], scale, index), index)
+                depth_np = depth_to_metres(
+                    depth_list[index],
+                    scale,
+                    index,
+                    scale_applies_to_float=depth_scale is not None,
+                    max_depth_m=unit_limit,
+                )
+                depth_np = self._handle_far_depth(depth_np, index)
                 d_h, d_w = depth_np.shape
                 if abs(d_h / d_w - height / width) > 0.02 * (height / width):
                     logger.warning(
@@ -369,11 +450,15 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         }
         depth_batch = torch.stack([pad(d, 0.0) for d in depth_values])[:, None]  # padding = missing depth
         if encode:
-            batch["depth_encoding"] = positional_depth_encoding(
+            depth_key, depth_batch = "depth_encoding", positional_depth_encoding(
                 depth_batch, channels=self.pde_channels, temperature=self.pde_temperature, max_depth=self.pde_max_depth
             )
         else:
-            batch["depth_values"] = depth_batch
+            depth_key = "depth_values"
+        if return_rgbd_pixel_values:
+            batch["pixel_values"] = torch.cat((batch["pixel_values"], depth_batch.to(batch["pixel_values"].dtype)), 1)
+        else:
+            batch[depth_key] = depth_batch
         if label_list is not None:
             batch["labels"] = torch.stack([pad(lab, self.ignore_index) for lab in labels])
         if return_tensors == "np":
@@ -389,13 +474,20 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         return tensor[..., :height, :width]
 
     def post_process_depth_estimation(
-        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, resized_sizes: Any = None
+        self,
+        outputs: Any,
+        target_sizes: Sequence[tuple[int, int]] | None = None,
+        resized_sizes: Any = None,
+        padded_size: tuple[int, int] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """Undo padding and resize: `outputs.predicted_depth` `(B, H, W)` or `(B, 1, H, W)` metres -> a list of
-        `{"predicted_depth": (h, w)}` at `target_sizes` (usually the original image sizes), bilinear.
+        `{"predicted_depth": (h, w)}` at `target_sizes` (the original image sizes), bilinear.
 
         `resized_sizes` is the processor output of the same name (the content size of each sample before the batch
-        was padded); predictions at any fraction of the input resolution are cropped proportionally."""
+        was padded); without it, the content sizes are recomputed from `target_sizes` taken as the original image
+        sizes (this is what transformers' `depth-estimation` pipeline relies on). `padded_size` is the (height,
+        width) of the model input (default: the largest content of the batch rounded up to the patch size, as
+        `preprocess` pads). Predictions at any fraction of the input resolution are cropped proportionally."""
         predicted = (
             outputs["predicted_depth"] if isinstance(outputs, dict) else getattr(outputs, "predicted_depth", outputs)
         )
@@ -404,7 +496,8 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         if predicted.ndim == 4:
             predicted = predicted[:, 0]
         results = []
-        padded = self._padded_size(resized_sizes) if resized_sizes is not None else None
+        resized_sizes = self._content_sizes(resized_sizes, target_sizes)
+        padded = padded_size or (self._padded_size(resized_sizes) if resized_sizes is not None else None)
         for index in range(predicted.shape[0]):
             depth = predicted[index]
             if resized_sizes is not None:
@@ -421,12 +514,18 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         return results
 
     def post_process_semantic_segmentation(
-        self, outputs: Any, target_sizes: Sequence[tuple[int, int]] | None = None, resized_sizes: Any = None
+        self,
+        outputs: Any,
+        target_sizes: Sequence[tuple[int, int]] | None = None,
+        resized_sizes: Any = None,
+        padded_size: tuple[int, int] | None = None,
     ) -> list[torch.Tensor]:
-        """Undo padding and resize: logits `(B, C, h, w)` -> a list of `(H, W)` int64 label maps at `target_sizes`."""
+        """Undo padding and resize: logits `(B, C, h, w)` -> a list of `(H, W)` int64 label maps at `target_sizes`
+        (the original image sizes; padding is removed as in `post_process_depth_estimation`)."""
         logits = outputs["logits"] if isinstance(outputs, dict) else getattr(outputs, "logits", outputs)
         results = []
-        padded = self._padded_size(resized_sizes) if resized_sizes is not None else None
+        resized_sizes = self._content_sizes(resized_sizes, target_sizes)
+        padded = padded_size or (self._padded_size(resized_sizes) if resized_sizes is not None else None)
         for index in range(logits.shape[0]):
             item = logits[index]
             if resized_sizes is not None:
@@ -437,6 +536,12 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
                 )[0]
             results.append(item.argmax(dim=0))
         return results
+
+    def _content_sizes(self, resized_sizes: Any, target_sizes: Sequence[tuple[int, int]] | None) -> Any:
+        """`resized_sizes` as given, else the content sizes `preprocess` gives images of the `target_sizes`."""
+        if resized_sizes is not None or target_sizes is None:
+            return resized_sizes
+        return [self._target_size(int(height), int(width)) for height, width in target_sizes]
 
     def _padded_size(self, resized_sizes: Any) -> tuple[int, int]:
         """The padded input size of a batch: its largest content, rounded up to the patch size (as `preprocess`)."""

@@ -87,8 +87,11 @@ def _per_sample_silog(
     has_pixels = count > 0
     denom = count.clamp(min=1).to(g.dtype)
     mean_g = g.flatten(1).sum(dim=1) / denom
-    mean_g2 = g.square().flatten(1).sum(dim=1) / denom
-    loss = alpha * _safe_sqrt(mean_g2 - variance_focus * mean_g.square(), eps)
+    # mean(g^2) - lambda mean(g)^2 written as Var(g) + (1 - lambda) mean(g)^2: the same value, but the centred variance
+    # is exactly 0 for a pure scale error, where the raw difference leaves float32 rounding of ~1e-7 under the sqrt.
+    centred = torch.where(pixel_set, g - mean_g[:, None, None], torch.zeros_like(g))
+    variance = centred.square().flatten(1).sum(dim=1) / denom
+    loss = alpha * _safe_sqrt(variance + (1.0 - variance_focus) * mean_g.square(), eps)
     loss = torch.where(has_pixels, loss, torch.zeros_like(loss))
     return loss, has_pixels
 

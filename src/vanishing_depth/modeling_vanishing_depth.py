@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -292,15 +293,68 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = True
 
+    #: Top-level modules whose weights a task needs from a trained checkpoint (see `check_trained_weights`).
+    trained_modules: tuple[str, ...] = ("vanishing_depth",)
+    #: Filled by `from_pretrained`: where the weights came from, and the parameter names the checkpoint lacked (those
+    #: are randomly initialised). `None` for a model built from a config in code.
+    checkpoint_source: str | None = None
+    weights_not_in_checkpoint: list[str] | None = None
+
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        missing = set(loading_info.get("missing_keys", ()))
+        missing |= {entry[0] if isinstance(entry, (tuple, list)) else entry for entry in loading_info.get("mismatched_keys", ())}
+        model.checkpoint_source = str(pretrained_model_name_or_path)
+        model.weights_not_in_checkpoint = sorted(missing)
         # Loading materialises fresh parameters after __init__, so re-apply the frozen-RGB contract afterwards.
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
         for module in model.modules():
             if isinstance(module, VanishingDepthModel) and module.config.freeze_rgb_encoder:
                 module.freeze_rgb_encoder()
-        return loaded
+        model._after_loading(pretrained_model_name_or_path)
+        return (model, loading_info) if output_loading_info else model
+
+    def _after_loading(self, source) -> None:
+        """Hook for subclasses, run after `from_pretrained` filled `weights_not_in_checkpoint`."""
+
+    def untrained_modules(self) -> dict[str, int]:
+        """`{module: number of tensors}` among `trained_modules` whose weights were NOT in the checkpoint this model was
+        loaded from (randomly initialised). Empty for a complete checkpoint and for a model built in code (whose
+        weights are whatever the code set)."""
+        counts: dict[str, int] = {}
+        for key in self.weights_not_in_checkpoint or ():
+            top = key.split(".")[0]
+            if top in self.trained_modules:
+                counts[top] = counts.get(top, 0) + 1
+        return counts
+
+    def check_trained_weights(self, purpose: str, instead: str = "") -> None:
+        """Refuse to compute from randomly initialised weights: raise a `ValueError` naming the checkpoint, the
+        modules it lacked and (`instead`) which folder to use, if any of `trained_modules` was not in it."""
+        untrained = self.untrained_modules()
+        if not untrained:
+            return
+        listed = ", ".join(f"{name}.* ({count} tensors)" for name, count in sorted(untrained.items()))
+        raise ValueError(
+            f"{self.checkpoint_source!r} cannot be used for {purpose}: it holds no trained weights for {listed}; "
+            f"{type(self).__name__} would run them randomly initialised. {instead}".rstrip()
+        )
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus what a folder needs to be used without the package: the `auto_map`
+        of every Vanishing Depth class (so any head loads from any folder with `trust_remote_code=True`), and the
+        `depth-completion` pipeline (`custom_pipelines` in `config.json` and its code file)."""
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **remote_code_auto_map()}
+        pipeline_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), PIPELINE_MODULE + ".py")
+        if os.path.isfile(pipeline_file):
+            self.config.custom_pipelines = depth_completion_custom_pipelines(type(self).__name__)
+            if kwargs.get("is_main_process", True):
+                os.makedirs(save_directory, exist_ok=True)
+                shutil.copyfile(pipeline_file, os.path.join(save_directory, PIPELINE_MODULE + ".py"))
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -333,13 +387,36 @@ def _check_inputs(
     pixel_values: torch.Tensor,
     depth_values: torch.Tensor | None,
     depth_encoding: torch.Tensor | None,
-) -> None:
-    """Shape, dtype and (eagerly) value checks with errors that say what was expected and what arrived."""
-    expected_rgb = config.rgb_config.num_channels
-    if pixel_values.ndim != 4 or pixel_values.shape[1] != expected_rgb:
-        raise ValueError(
-            f"`pixel_values` must be normalised RGB of shape (B, {expected_rgb}, H, W), got {tuple(pixel_values.shape)}."
-        )
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Shape, dtype and (eagerly) value checks with errors that say what was expected and what arrived.
+
+    Also splits RGB-D `pixel_values`: depth may ride in the channels after RGB (the layout of the authors' mmseg
+    backbone, and the only way to reach the backbone through transformers' own heads, which pass nothing but
+    `pixel_values`): `(B, 3 + 1, H, W)` with channel 3 in metres, or `(B, 3 + C, H, W)` with a precomputed C-channel
+    PDE (`C = config.depth_input_channels`, C != 1). Returns `(rgb, depth_values, depth_encoding)`, the depth taken
+    from `pixel_values` when it was there.
+    """
+    rgb_channels, code_channels = config.rgb_config.num_channels, config.depth_input_channels
+    accepted = {rgb_channels: "normalised RGB", rgb_channels + 1: "RGB + depth in metres (0 = missing)"}
+    if code_channels != 1:
+        accepted[rgb_channels + code_channels] = f"RGB + a precomputed {code_channels}-channel PDE"
+    if pixel_values.ndim != 4 or pixel_values.shape[1] not in accepted:
+        forms = ", ".join(f"(B, {channels}, H, W) {what}" for channels, what in accepted.items())
+        raise ValueError(f"`pixel_values` must be one of {forms}; got {tuple(pixel_values.shape)}.")
+    depth_name = "`depth_values`"
+    if pixel_values.shape[1] > rgb_channels:
+        if depth_values is not None or depth_encoding is not None:
+            other = "`depth_values`" if depth_values is not None else "`depth_encoding`"
+            raise ValueError(
+                f"Depth was given twice: inside `pixel_values` {tuple(pixel_values.shape)} (channels {rgb_channels} "
+                f"onwards) and as {other}. Pass 3-channel `pixel_values` with {other}, or only the RGB-D `pixel_values`."
+            )
+        packed = pixel_values[:, rgb_channels:].contiguous()
+        pixel_values = pixel_values[:, :rgb_channels].contiguous()
+        if packed.shape[1] == 1:
+            depth_values, depth_name = packed, f"`pixel_values` channel {rgb_channels} (depth in metres)"
+        else:
+            depth_encoding = packed
     patch = config.patch_size
     height, width = pixel_values.shape[-2:]
     if height % patch or width % patch:
@@ -361,7 +438,7 @@ def _check_inputs(
                 else "integer sensor units must be converted to metres first"
             )
             raise ValueError(
-                f"`depth_values` must be float metres (0 = missing), got dtype {depth_values.dtype}: {hint}. "
+                f"{depth_name} must be float metres (0 = missing), got dtype {depth_values.dtype}: {hint}. "
                 "Use VanishingDepthImageProcessor(depth_scale=...) or vanishing_depth.processing.load_depth."
             )
         if depth_values.shape[0] != pixel_values.shape[0] or depth_values.shape[-2:] != pixel_values.shape[-2:]:
@@ -374,7 +451,7 @@ def _check_inputs(
             invalid = ~torch.isfinite(depth_values) | (depth_values < 0)
             if bool(invalid.any()):
                 raise ValueError(
-                    f"`depth_values` must be finite and >= 0 metres (0 = missing); got {int(invalid.sum())} negative, "
+                    f"{depth_name} must be finite and >= 0 metres (0 = missing); got {int(invalid.sum())} negative, "
                     "NaN or infinite values. Set missing measurements to 0."
                 )
     if depth_encoding is not None:
@@ -389,6 +466,7 @@ def _check_inputs(
                 f"`depth_encoding` {tuple(depth_encoding.shape)} must match `pixel_values` "
                 f"{tuple(pixel_values.shape)} in batch size, height and width."
             )
+    return pixel_values, depth_values, depth_encoding
 
 
 class VanishingDepthModel(VanishingDepthPreTrainedModel):
@@ -411,6 +489,8 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
     [(1, 64, 4, 4), (1, 64, 4, 4), (1, 64, 4, 4), (1, 64, 4, 4)]
     ```
     """
+
+    trained_modules = ("rgb_encoder", "depth_encoder", "fusions")
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
@@ -495,15 +575,23 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         feature_layers: list[int] | None = None,
+        resized_sizes: torch.Tensor | None = None,
         **kwargs,
     ) -> VanishingDepthModelOutput | tuple:
         r"""
         Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`):
-                ImageNet-normalised RGB; H and W multiples of 14.
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`, `(B, 3 + 1, H, W)` or `(B, 3 + C, H, W)`):
+                ImageNet-normalised RGB; H and W multiples of 14. May also carry the depth in the channels after RGB,
+                as the authors' mmseg backbone takes it and as transformers' own heads (which pass only
+                `pixel_values` to their backbone) need it: `(B, 4, H, W)` with channel 3 the metric depth in metres
+                (0 = missing, same checks as `depth_values`), or `(B, 3 + C, H, W)` with a precomputed PDE in channels
+                3.. (C = `config.depth_input_channels`, when C != 1). The result is bit-identical to passing the
+                depth separately; keep such a tensor float32 (bf16 metres lose centimetres). 3 channels: RGB only.
+                `VanishingDepthImageProcessor(..., return_rgbd_pixel_values=True)` builds it.
             depth_values (`torch.FloatTensor` of shape `(B, 1, H, W)`, *optional*):
-                Metric depth in metres on the RGB grid, 0 = no measurement. `None` means no depth at all: the model
-                runs on RGB alone with an all-missing depth map.
+                Metric depth in metres on the RGB grid, 0 = no measurement. `None` (and 3-channel `pixel_values`)
+                means no depth at all: the model runs on RGB alone with an all-missing depth map. Not together with
+                RGB-D `pixel_values`.
             depth_encoding (`torch.FloatTensor` of shape `(B, C, H, W)`, *optional*):
                 A precomputed PDE (``VanishingDepthImageProcessor(do_depth_encoding=True)``) instead of metres.
             depth_scale_m (`torch.FloatTensor` of shape `(B,)`, *optional*):
@@ -512,6 +600,9 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
                 Also return every hidden state of both streams.
             feature_layers (`list[int]`, *optional*):
                 0-based blocks whose features `feature_maps` returns; defaults to `config.fusion_layers`.
+            resized_sizes (`torch.LongTensor` of shape `(B, 2)`, *optional*):
+                Content sizes `(B, 2)` recorded by the image processor for post-processing (padding removal);
+                accepted so that `model(**processor(...))` works, not used by the network.
         """
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
@@ -549,10 +640,10 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         """Run both streams block by block; return the raw (no final layer norm) tokens at `feature_layers`.
 
         The seam used by `forward` and by the pretraining decoder, which needs post-fusion depth tokens without the
-        final layer norm (METHOD §1.7). Inputs as in `forward`.
+        final layer norm (METHOD §1.7). Inputs as in `forward`, RGB-D `pixel_values` included.
         """
         config = self.config
-        _check_inputs(config, pixel_values, depth_values, depth_encoding)
+        pixel_values, depth_values, depth_encoding = _check_inputs(config, pixel_values, depth_values, depth_encoding)
         feature_layers = list(config.fusion_layers if feature_layers is None else feature_layers)
         batch, _, height, width = pixel_values.shape
         if depth_encoding is None:
@@ -707,12 +798,33 @@ def interpolate_position_embeddings(position_embeddings: torch.Tensor, num_patch
 # Backbone
 # ----------------------------------------------------------------------------------------------------------------------
 class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
-    """`AutoBackbone` view of the encoder: `feature_maps` at `config.out_indices` (HF stage numbering, stage i =
-    output of block i, "stem" = embeddings), each `(B, 2D, H/14, W/14)` RGB + depth, for DPT / UPerNet-style heads."""
+    """`AutoBackbone` view of the encoder, for transformers' own heads (UperNet, Mask2Former, Depth Anything).
+
+    `feature_maps` holds one output per `config.out_indices` entry (HF stage numbering: stage i = output of block i;
+    "stem" is not available), each the RGB and depth features concatenated along channels (RGB first), so
+    `backbone.channels == [2 * hidden_size] * len(out_indices)`:
+
+    - default: maps `(B, 2D, H/14, W/14)`, identical to `VanishingDepthModel(...).feature_maps` for the same layers;
+    - `config.backbone_feature_strides=[4, 8, 16, 32]`: the maps bilinearly resized to a pyramid `ceil(H / s_i)`,
+      for Mask2Former and UperNet;
+    - `config.reshape_hidden_states=False`: token sequences `(B, 1 + N, 2D)` (CLS first, registers dropped), for
+      Depth Anything (`DepthAnythingConfig(reassemble_hidden_size=2 * hidden_size)`).
+
+    The heads pass only `pixel_values` to their backbone, so give them RGB-D `pixel_values` `(B, 3 + 1, H, W)` (channel
+    3 = depth in metres; see `VanishingDepthModel.forward`). DPT (`DPTForDepthEstimation`) does not fit: its neck sizes
+    its projections from `backbone_config.hidden_size` (the RGB width D), not the 2D channels returned here.
+
+    Load trained weights with `VanishingDepthBackbone.from_pretrained(folder)`, where `folder` holds a saved
+    `VanishingDepthModel` or `VanishingDepthBackbone` (the encoder's keys gain the `vanishing_depth.` prefix). In
+    transformers 5.25 `AutoBackbone.from_pretrained(local_folder)` fails inside transformers before loading anything
+    (it asks the Hub whether the path is a repository), so call the class directly.
+    """
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
         self.vanishing_depth = VanishingDepthModel(config)
+        # BackboneMixin derives `channels` (what UperNet / Mask2Former size their input projections from) from
+        # `num_features` per stage: RGB + depth concatenated = 2 * hidden_size at every stage.
         self.num_features = [config.feature_channels] * (config.num_hidden_layers + 1)
         self.post_init()
 
@@ -724,23 +836,72 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        resized_sizes: torch.Tensor | None = None,
+        depth_scale_m: torch.Tensor | None = None,
         **kwargs,
     ) -> BackboneOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`, `(B, 3 + 1, H, W)` or `(B, 3 + C, H, W)`):
+                ImageNet-normalised RGB, optionally followed by the depth in metres (one channel, 0 = missing) or a
+                precomputed C-channel PDE, exactly as in `VanishingDepthModel.forward`.
+            depth_values / depth_encoding / depth_scale_m:
+                As in `VanishingDepthModel.forward`, for 3-channel `pixel_values`.
+            output_hidden_states (`bool`, *optional*):
+                Also return the depth stream's hidden states.
+            output_attentions (`bool`, *optional*):
+                Accepted for the `AutoBackbone` interface; attentions are not returned.
+            resized_sizes (`torch.LongTensor` of shape `(B, 2)`, *optional*):
+                Content sizes `(B, 2)` recorded by the image processor for post-processing (padding removal);
+                accepted so that `model(**processor(...))` works, not used by the network.
+        """
+        config = self.config
         if any(index == 0 for index in self.out_indices):
             raise ValueError(
                 "`out_indices` of VanishingDepthBackbone start at 1 (stage i = block i); 'stem' is not fused."
             )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.vanishing_depth(
-            pixel_values,
-            depth_values=depth_values,
-            depth_encoding=depth_encoding,
-            output_hidden_states=output_hidden_states,
-            feature_layers=[index - 1 for index in self.out_indices],
-            return_dict=True,
+        config.validate_backbone_fields()  # `out_indices` may have changed since construction
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        model = self.vanishing_depth
+        layers = [index - 1 for index in self.out_indices]
+        streams = model.forward_streams(
+            pixel_values, depth_values, depth_encoding, depth_scale_m, layers, bool(output_hidden_states)
         )
-        output = BackboneOutput(feature_maps=outputs.feature_maps, hidden_states=outputs.hidden_states)
+        height, width = pixel_values.shape[-2:]
+        depth_source = streams.depth_pre_fusion if config.feature_source == "pre_fusion" else streams.depth_post_fusion
+        if config.reshape_hidden_states:
+            features = [model._feature_map(streams.rgb[layer], depth_source[layer], height, width) for layer in layers]
+            if config.backbone_feature_strides is not None:
+                features = [
+                    _resize_to_stride(feature, stride, height, width)
+                    for feature, stride in zip(features, config.backbone_feature_strides)
+                ]
+        else:
+            features = [_backbone_token_features(model, streams.rgb[layer], depth_source[layer]) for layer in layers]
+        output = BackboneOutput(feature_maps=tuple(features), hidden_states=streams.hidden_states)
         return output if return_dict else output.to_tuple()
+
+
+def _backbone_token_features(
+    model: VanishingDepthModel, rgb_tokens: torch.Tensor, depth_tokens: torch.Tensor
+) -> torch.Tensor:
+    """`(B, 1 + N, 2D)`: the CLS token and the N patch tokens (registers dropped), RGB and depth concatenated along
+    channels (RGB first) with the same layer norm as `VanishingDepthModel._feature_map`, so that `[:, 1:]` reshaped to
+    the patch grid equals the 4-D feature map."""
+    if model.config.feature_layernorm:
+        rgb_tokens = model.rgb_encoder.layernorm(rgb_tokens)
+        depth_tokens = model.depth_encoder.layernorm(depth_tokens)
+    tokens = torch.cat((rgb_tokens.to(depth_tokens.dtype), depth_tokens), dim=-1)
+    return torch.cat((tokens[:, :1], tokens[:, model.num_prefix_tokens :]), dim=1)
+
+
+def _resize_to_stride(feature_map: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
+    """Bilinear (align_corners=False) resize of a map of an `height x width` input to `ceil(H / s) x ceil(W / s)`."""
+    size = (-(-height // stride), -(-width // stride))
+    if tuple(feature_map.shape[-2:]) == size:
+        return feature_map
+    return nn.functional.interpolate(feature_map, size=size, mode="bilinear", align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -836,6 +997,8 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
     is only for pretraining and completion.
     """
 
+    trained_modules = ("vanishing_depth", "decoder")
+
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
         if len(config.fusion_layers) != 4:
@@ -863,15 +1026,19 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
         removed_mask: torch.Tensor | None = None,
         depth_encoding: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        resized_sizes: torch.Tensor | None = None,
         **kwargs,
     ) -> VanishingDepthPretrainingOutput | tuple:
         r"""
         Args:
-            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14.
+            pixel_values (`(B, 3, H, W)`): ImageNet-normalised RGB, sides multiples of 14 (or `(B, 3 + 1, H, W)` with
+                depth in metres as channel 3, see [`VanishingDepthModel.forward`]).
             depth_values (`(B, 1, H, W)`): the (partly erased) input depth in metres, 0 = missing.
             target_depth (`(B, 1, H, W)`, *optional*): the full depth to predict, metres, 0 = no ground truth.
             removed_mask (`(B, 1, H, W)` bool, *optional*): True where input depth was erased; defaults to
                 "valid in the target but missing in the input".
+            resized_sizes (`(B, 2)`, *optional*): the image processor's content sizes, for post-processing only;
+                accepted so that `model(**processor(...))` works, not used by the network.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         height, width = pixel_values.shape[-2:]
@@ -965,20 +1132,13 @@ class VanishingDepthTaskModel(VanishingDepthPreTrainedModel):
             self.vanishing_depth.eval()  # a frozen encoder keeps eval behaviour (dropout, drop-path) while the head trains
         return self
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+    def _after_loading(self, source) -> None:
         # Loading materialises fresh parameters after __init__: re-apply the freezing contract.
-        model.apply_encoder_freezing()
-        model._report_new_modules(loading_info, pretrained_model_name_or_path)
-        return (model, loading_info) if output_loading_info else model
+        self.apply_encoder_freezing()
+        self._report_new_modules(source)
 
-    def _report_new_modules(self, loading_info: dict, source) -> None:
-        missing = set(loading_info.get("missing_keys", ()))
-        missing |= {entry[0] for entry in loading_info.get("mismatched_keys", ())}
+    def _report_new_modules(self, source) -> None:
+        missing = set(self.weights_not_in_checkpoint or ())
         head_keys = sorted(key for key in missing if key.split(".")[0] in self.head_module_names)
         encoder_keys = sorted(missing.difference(head_keys))
         name = type(self).__name__
@@ -1090,6 +1250,7 @@ class VanishingDepthForSemanticSegmentation(VanishingDepthTaskModel):
     """
 
     head_module_names = ("decode_head",)
+    trained_modules = ("vanishing_depth", "decode_head")
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
@@ -1119,6 +1280,7 @@ class VanishingDepthForSemanticSegmentation(VanishingDepthTaskModel):
         upsample_logits: bool = False,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        resized_sizes: torch.Tensor | None = None,
     ) -> SemanticSegmenterOutput | tuple:
         r"""
         Args:
@@ -1126,6 +1288,8 @@ class VanishingDepthForSemanticSegmentation(VanishingDepthTaskModel):
             depth_values (`(B, 1, H, W)`, *optional*): depth in metres, 0 = no measurement (`None`: RGB only).
             labels (`(B, H_l, W_l)` int64, *optional*): class ids; `semantic_loss_ignore_index` pixels are ignored.
             depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+            resized_sizes (`(B, 2)`, *optional*): the image processor's content sizes, for
+                `post_process_semantic_segmentation` only; accepted so that `model(**processor(...))` works.
             upsample_logits (`bool`): return logits bilinearly upsampled to `(H, W)` instead of the decoder's
                 resolution (stride 14 for the linear probe, 4 for the multi-scale decoder).
 
@@ -1231,6 +1395,7 @@ class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
     """
 
     head_module_names = ("depth_head",)
+    trained_modules = ("vanishing_depth", "depth_head")
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
@@ -1252,6 +1417,7 @@ class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
         depth_scale_m: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        resized_sizes: torch.Tensor | None = None,
     ) -> DepthEstimatorOutput | tuple:
         r"""
         Args:
@@ -1259,6 +1425,8 @@ class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
             depth_values (`(B, 1, H, W)`, *optional*): the available (sparse) depth in metres, 0 = no measurement.
             labels (`(B, H, W)` or `(B, 1, H, W)`, *optional*): ground-truth depth in metres, 0 = invalid.
             depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+            resized_sizes (`(B, 2)`, *optional*): the image processor's content sizes, for
+                `post_process_depth_estimation` only; accepted so that `model(**processor(...))` works.
 
         Returns:
             `DepthEstimatorOutput` with `loss` (when `labels` are given) and `predicted_depth` `(B, H, W)` metres.
@@ -1305,6 +1473,7 @@ class VanishingDepthForImageClassification(VanishingDepthTaskModel):
     RGB and depth CLS tokens, `pooler_output` `(B, 2D)` (METHOD §3.3, §5 #13). Cross-entropy loss."""
 
     head_module_names = ("classifier",)
+    trained_modules = ("vanishing_depth", "classifier")
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
@@ -1321,6 +1490,7 @@ class VanishingDepthForImageClassification(VanishingDepthTaskModel):
         depth_scale_m: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        resized_sizes: torch.Tensor | None = None,
     ) -> ImageClassifierOutput | tuple:
         r"""
         Args:
@@ -1328,6 +1498,8 @@ class VanishingDepthForImageClassification(VanishingDepthTaskModel):
             depth_values (`(B, 1, H, W)`, *optional*): depth in metres, 0 = no measurement.
             labels (`(B,)` int64, *optional*): class ids in `[0, num_labels)`; -100 skips a sample.
             depth_encoding / depth_scale_m: as in [`VanishingDepthModel.forward`].
+            resized_sizes (`(B, 2)`, *optional*): the image processor's content sizes; accepted so that
+                `model(**processor(...))` works, not used.
 
         Returns:
             `ImageClassifierOutput` with `loss` (when `labels` are given) and `logits` `(B, num_labels)`.
@@ -1357,7 +1529,51 @@ class VanishingDepthForImageClassification(VanishingDepthTaskModel):
         return output if return_dict else output.to_tuple()
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Remote code: what a saved folder declares so that it loads without the package (`trust_remote_code=True`)
+# ----------------------------------------------------------------------------------------------------------------------
+#: transformers Auto class -> the class it loads, for every Vanishing Depth model. Written into every saved folder's
+#: `auto_map` (`AutoModel` of a head or pretraining folder is its encoder); `vanishing_depth/__init__.py` registers
+#: the same pairs for users who import the package.
+AUTO_CLASS_NAMES = {
+    "AutoModel": "VanishingDepthModel",
+    "AutoBackbone": "VanishingDepthBackbone",
+    "AutoModelForPreTraining": "VanishingDepthForPretraining",
+    "AutoModelForDepthEstimation": "VanishingDepthForDepthEstimation",
+    "AutoModelForSemanticSegmentation": "VanishingDepthForSemanticSegmentation",
+    "AutoModelForImageClassification": "VanishingDepthForImageClassification",
+}
+#: The flat module holding the `depth-completion` pipeline, copied next to the modeling file of a saved folder.
+PIPELINE_MODULE = "pipeline_vanishing_depth"
+DEPTH_COMPLETION_TASK = "depth-completion"
+
+
+def remote_code_auto_map() -> dict[str, str]:
+    """The `auto_map` of `config.json` for remote code: the config and every model class."""
+    module = __name__.rsplit(".", 1)[-1]
+    configuration = VanishingDepthConfig.__module__.rsplit(".", 1)[-1]
+    entries = {"AutoConfig": f"{configuration}.VanishingDepthConfig"}
+    entries.update({auto: f"{module}.{name}" for auto, name in AUTO_CLASS_NAMES.items()})
+    return entries
+
+
+def depth_completion_custom_pipelines(architecture: str) -> dict[str, dict]:
+    """`custom_pipelines` of `config.json`: the `depth-completion` pipeline, loading the folder's model with the Auto
+    class of its architecture (a pretraining folder is a completion model through its decoder)."""
+    auto_class = "AutoModelForPreTraining" if architecture == "VanishingDepthForPretraining" else (
+        "AutoModelForDepthEstimation"
+    )
+    return {
+        DEPTH_COMPLETION_TASK: {
+            "impl": f"{PIPELINE_MODULE}.DepthCompletionPipeline",
+            "pt": [auto_class],
+            "type": "multimodal",
+        }
+    }
+
+
 __all__ = [
+    "AUTO_CLASS_NAMES",
     "VanishingDepthBackbone",
     "VanishingDepthCompletionDecoder",
     "VanishingDepthDecodeDistOutput",

@@ -265,6 +265,33 @@ def count_parameters(model_dir: str | os.PathLike) -> int | None:
     return total
 
 
+def check_trained_weights(model_dir: str | os.PathLike, architecture: str) -> None:
+    """Refuse to describe weights that are not there: every module `architecture` needs trained (its
+    `trained_modules`: the encoder, plus the decoder or head) must have tensors in the folder's safetensors files,
+    else the card would advertise a model that runs randomly initialised. Raises a `ValueError` naming what is missing."""
+    from safetensors import safe_open
+
+    from .. import modeling_vanishing_depth
+
+    model_class = getattr(modeling_vanishing_depth, architecture, None)
+    required = getattr(model_class, "trained_modules", None)
+    weight_files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not isinstance(required, tuple) or not weight_files:
+        return  # an unknown class, or no weights at all: `push` reports that itself
+    present = set()
+    for weight_file in weight_files:
+        with safe_open(str(weight_file), framework="pt") as handle:
+            present |= {key.split(".")[0] for key in handle.keys()}
+    missing = [name for name in required if name not in present]
+    if missing:
+        raise ValueError(
+            f"{str(model_dir)!r} is saved as a {architecture} but its weights hold nothing for {missing}: a card would "
+            f"describe a model whose {', '.join(missing)} is randomly initialised. Train and save the full model (e.g. "
+            "RUN/pretraining for the pretraining decoder, a `vanishing-depth finetune` output for a head), or write the "
+            "card of the folder that holds those weights."
+        )
+
+
 def _format_count(count: int) -> str:
     return f"{count / 1e6:.1f} M" if count >= 1e5 else f"{count:,}"
 
@@ -557,6 +584,7 @@ def build_model_card(
     processor = _read_json(processor_file) if processor_file.is_file() else {}
     architectures = config.get("architectures") or ["VanishingDepthModel"]
     architecture = architectures[0]
+    check_trained_weights(model_dir, architecture)
     pipeline_tag = PIPELINE_TAGS.get(architecture)
     if pipeline_tag is None:
         logger.warning("No pipeline tag known for architecture %r; the card has none.", architecture)
@@ -668,6 +696,7 @@ __all__ = [
     "MetricEntry",
     "add_card_subcommand",
     "build_model_card",
+    "check_trained_weights",
     "has_remote_code",
     "is_hub_id",
     "read_metrics_file",

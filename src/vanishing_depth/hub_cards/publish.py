@@ -30,7 +30,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi
 
-from .model_card import AUTO_CLASSES, build_model_card
+from ..modeling_vanishing_depth import PIPELINE_MODULE, depth_completion_custom_pipelines, remote_code_auto_map
+from .model_card import build_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +102,10 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _wanted_auto_map(architecture: str) -> dict[str, str]:
-    """The `auto_map` entries users of a repository need for `architecture` (see the card's usage snippet)."""
-    entries = dict(CONFIG_AUTO_MAP)
-    if architecture == "VanishingDepthForPretraining":
-        # AutoModel of a pretraining checkpoint is its encoder; AutoModelForPreTraining is the whole model.
-        entries["AutoModel"] = "modeling_vanishing_depth.VanishingDepthModel"
-        entries["AutoModelForPreTraining"] = "modeling_vanishing_depth.VanishingDepthForPretraining"
-    else:
-        entries[AUTO_CLASSES.get(architecture, "AutoModel")] = f"modeling_vanishing_depth.{architecture}"
-    return entries
+    """The `auto_map` entries users of a repository need: the config and every model class, as `save_pretrained`
+    writes them (any head loads from any Vanishing Depth repository; `AutoModel` of a head or pretraining repository
+    is its encoder)."""
+    return {**CONFIG_AUTO_MAP, **remote_code_auto_map()}
 
 
 @dataclass
@@ -173,6 +169,7 @@ def plan_model_upload(
     config = _read_json(model_dir / "config.json")
     architecture = (config.get("architectures") or ["VanishingDepthModel"])[0]
     model_auto_map = {**_wanted_auto_map(architecture), **(config.get("auto_map") or {})}
+    custom_pipelines = {**depth_completion_custom_pipelines(architecture), **(config.get("custom_pipelines") or {})}
     processor_file = model_dir / "preprocessor_config.json"
     if processor_file.is_file():
         processor_config = _read_json(processor_file)
@@ -187,7 +184,7 @@ def plan_model_upload(
     processor_auto_map = {**PROCESSOR_AUTO_MAP, **(processor_config.get("auto_map") or {})}
 
     # Remote code: the folder's own files when they are complete (they match its weights), else the package's.
-    modules = _auto_map_modules(model_auto_map) | _auto_map_modules(processor_auto_map)
+    modules = _auto_map_modules(model_auto_map) | _auto_map_modules(processor_auto_map) | {PIPELINE_MODULE}
     present, missing = code_files(model_dir, modules)
     code_dir = model_dir
     if missing or not _defines_all(model_dir, model_auto_map) or not _defines_all(model_dir, processor_auto_map):
@@ -207,14 +204,14 @@ def plan_model_upload(
     for name in sorted(present):
         plan.add(name, code_dir / name, completed=code_dir != model_dir)
 
-    for name, data, original, auto_map in (
-        ("config.json", config, model_dir / "config.json", model_auto_map),
-        ("preprocessor_config.json", processor_config, processor_file, processor_auto_map),
+    for name, data, original, wanted in (
+        ("config.json", config, model_dir / "config.json", {"auto_map": model_auto_map, "custom_pipelines": custom_pipelines}),
+        ("preprocessor_config.json", processor_config, processor_file, {"auto_map": processor_auto_map}),
     ):
-        if original.is_file() and data.get("auto_map") == auto_map:
+        if original.is_file() and all(data.get(key) == value for key, value in wanted.items()):
             plan.add(name, original)
         else:
-            _write_json(staging / name, {**data, "auto_map": auto_map})
+            _write_json(staging / name, {**data, **wanted})
             plan.add(name, staging / name, completed=True)
 
     if (model_dir / "training_args.json").is_file():

@@ -6,24 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
-@torch.no_grad()
-def complete_depth(model, processor, rgb, depth_m: np.ndarray) -> np.ndarray:
-    """Complete one frame. `rgb`: PIL/array (H, W, 3); `depth_m`: (h, w) metres, 0 = missing, any resolution.
-    Returns (H, W) float32 metres at the RGB image's resolution."""
-    from PIL import Image
+def complete_depth(model, processor, rgb, depth_m: np.ndarray, keep_measured: bool = False) -> np.ndarray:
+    """Complete one frame with the `depth-completion` pipeline. `rgb`: PIL/array (H, W, 3); `depth_m`: (h, w) metres,
+    0 = missing, any resolution. Returns (H, W) float32 metres at the RGB image's resolution."""
+    from ..pipeline_vanishing_depth import DepthCompletionPipeline
 
-    image = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.asarray(rgb))
-    inputs = processor(images=image, depth=depth_m)
-    outputs = model(pixel_values=inputs["pixel_values"], depth_values=inputs["depth_values"])
-    result = processor.post_process_depth_estimation(
-        {"predicted_depth": outputs.predicted_depth[0]},
-        target_sizes=[(image.height, image.width)],
-        resized_sizes=inputs["resized_sizes"],
-    )
-    return result[0]["predicted_depth"].float().numpy()
+    completion = DepthCompletionPipeline(model=model, image_processor=processor)
+    return completion(rgb, depth=depth_m, keep_measured=keep_measured)["predicted_depth"].numpy()
 
 
 def side_by_side_picture(rgb: np.ndarray, depth_in_m: np.ndarray, depth_out_m: np.ndarray, path: str | Path) -> None:
@@ -40,8 +31,7 @@ def side_by_side_picture(rgb: np.ndarray, depth_in_m: np.ndarray, depth_out_m: n
     axes[0].imshow(rgb)
     axes[0].set_title("RGB")
     shown_in = np.ma.masked_where(depth_in_m <= 0, depth_in_m)
-    cmap = plt.get_cmap("turbo").copy()
-    cmap.set_bad("black")
+    cmap = plt.get_cmap("turbo").with_extremes(bad="black")
     axes[1].imshow(shown_in, cmap=cmap, vmin=0, vmax=vmax)
     axes[1].set_title(f"input depth ({(depth_in_m > 0).mean() * 100:.1f}% valid)")
     image = axes[2].imshow(depth_out_m, cmap=cmap, vmin=0, vmax=vmax)
@@ -60,25 +50,29 @@ def complete_depth_file(
     out_path: str | Path,
     depth_format: str = "auto",
     size: int | None = None,
+    keep_measured: bool = False,
 ) -> list[Path]:
     """Read an RGB file and a depth file, write the completed map as a 16-bit millimetre PNG at `out_path` and a
-    side-by-side picture next to it (``<out>_preview.png``). Returns the written paths."""
+    side-by-side picture next to it (``<out>_preview.png``). Returns the written paths.
+
+    `model_dir` must hold a trained decoder (a pretraining or depth-head folder); an encoder folder is refused before
+    anything is written (see `load_completion_model`)."""
     from PIL import Image
 
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
-    from ..modeling_vanishing_depth import VanishingDepthForPretraining
+    from ..pipeline_vanishing_depth import load_completion_model
     from ..processing.depth_io import load_depth, save_depth
 
-    model = VanishingDepthForPretraining.from_pretrained(model_dir).eval()
-    try:
+    model = load_completion_model(str(model_dir))
+    if (Path(model_dir) / "preprocessor_config.json").is_file():
         processor = VanishingDepthImageProcessor.from_pretrained(model_dir)
-    except OSError:
+    else:
         processor = VanishingDepthImageProcessor.from_model_config(model.config)
     if size is not None:
         processor.size = {"shortest_edge": size}
     rgb = Image.open(rgb_path).convert("RGB")
     depth_in = load_depth(depth_path, format=depth_format)
-    completed = complete_depth(model, processor, rgb, depth_in)
+    completed = complete_depth(model, processor, rgb, depth_in, keep_measured=keep_measured)
     out_path = Path(out_path)
     completed = np.clip(completed, 0.0, 65.535)  # the 16-bit mm PNG holds 0 ... 65.535 m
     save_depth(out_path, completed, "mm")

@@ -140,8 +140,9 @@ def evaluate_completion(
     """Evaluate a depth-completion model over a sweep of simulated sensor patterns.
 
     Args:
-        model: a `VanishingDepthForDepthEstimation` (or any model returning `predicted_depth` `(B, H, W)` metres from
-            `pixel_values` and `depth_values`), or a folder / Hub id loaded with `AutoModelForDepthEstimation`.
+        model: a `VanishingDepthForDepthEstimation` or `VanishingDepthForPretraining` (or any model returning
+            `predicted_depth` in metres from `pixel_values` and `depth_values`), or a folder / Hub id of either, loaded
+            with `load_completion_model`: a folder without a trained decoder (an encoder) is refused, nothing is scored.
         dataset: rows in the corpus schema (or the adapter's schema): a `datasets.Dataset` / `IterableDataset`, a
             list of dicts, or a path / Hub id / ``"redwood_demo"`` (loaded with split `split`).
         processor: the image processor (default: the model folder's, else one matching the model config).
@@ -158,8 +159,7 @@ def evaluate_completion(
     Returns:
         [`CompletionEvalResult`].
     """
-    from transformers import AutoModelForDepthEstimation
-
+    from ..pipeline_vanishing_depth import load_completion_model
     from .finetune import load_split
     from .metrics import DepthMetrics  # imports datasets / evaluate: only when a sweep runs
 
@@ -174,9 +174,7 @@ def evaluate_completion(
     source = None
     if isinstance(model, str | os.PathLike):
         source = str(model)
-        import vanishing_depth  # noqa: F401  (registers the Auto classes)
-
-        model = AutoModelForDepthEstimation.from_pretrained(source)
+        model = load_completion_model(source)
     if processor is None:
         if source is not None and (Path(source) / "preprocessor_config.json").is_file():
             processor = VanishingDepthImageProcessor.from_pretrained(source)
@@ -213,6 +211,8 @@ def evaluate_completion(
                 sparse = simulate_depth_input(target[:, None], pattern, generators[pattern])
                 input_points[pattern] += int(torch.count_nonzero(sparse))
                 predicted = model(pixel_values=pixel_values, depth_values=sparse.to(device)).predicted_depth
+                if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
+                    predicted = predicted[0][:, 0]
                 metrics[pattern].update(predicted.float().cpu(), target)
     model.train(was_training)
     if num_frames == 0:
@@ -257,7 +257,12 @@ def add_evaluate_completion_subcommand(subparsers) -> argparse.ArgumentParser:
             "Prints a table and writes completion_metrics.json and completion_sweep.png."
         ),
     )
-    parser.add_argument("--model", required=True, help="A VanishingDepthForDepthEstimation folder or Hub id.")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="A folder or Hub id with a trained decoder: a depth head (VanishingDepthForDepthEstimation) or a "
+        "pretraining folder (VanishingDepthForPretraining). An encoder folder is refused.",
+    )
     parser.add_argument(
         "--dataset", required=True, help="Corpus-schema data: folder, .parquet, Hub id or redwood_demo."
     )

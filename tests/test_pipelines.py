@@ -1,0 +1,394 @@
+"""Inference the transformers way: the stock `depth-estimation` pipeline, the `depth-completion` pipeline (with the
+package and, in a subprocess, without it), `model(**processor(...))` for every class, the unit rules of the processor,
+and the refusals of everything that would compute from randomly initialised weights."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import vanishing_depth  # noqa: F401  (registers the Auto classes and the depth-completion task)
+from vanishing_depth import (
+    VanishingDepthBackbone,
+    VanishingDepthForDepthEstimation,
+    VanishingDepthForImageClassification,
+    VanishingDepthForPretraining,
+    VanishingDepthForSemanticSegmentation,
+    VanishingDepthImageProcessor,
+    VanishingDepthModel,
+    colorize_depth,
+)
+
+HIDE_PACKAGE = """
+import sys
+class HidePackage:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'vanishing_depth':
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, HidePackage())
+try:
+    import vanishing_depth
+    raise SystemExit('the package is still importable')
+except ModuleNotFoundError:
+    pass
+"""
+
+
+def _image(height=60, width=80, seed=0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def _sparse_depth_m(height=60, width=80, seed=1, keep=0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 6.0, (height, width)).astype(np.float32)
+    depth[rng.random((height, width)) > keep] = 0.0
+    return depth
+
+
+def _save(model_class, folder, seed=0, **config_overrides):
+    torch.manual_seed(seed)
+    config = tiny_config(**config_overrides)
+    model = model_class(config).eval()
+    model.save_pretrained(folder)
+    VanishingDepthImageProcessor.from_model_config(config, size={"shortest_edge": 56}).save_pretrained(folder)
+    return model
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipelines")
+    saved = {}
+    for name, model_class in (
+        ("encoder", VanishingDepthModel),
+        ("pretraining", VanishingDepthForPretraining),
+        ("depth_head", VanishingDepthForDepthEstimation),
+    ):
+        _save(model_class, root / name)
+        saved[name] = root / name
+    # A depth-head folder whose weights lack the head: loading it would initialise the head randomly.
+    headless = root / "headless"
+    _save(VanishingDepthForDepthEstimation, headless)
+    weights = load_file(str(headless / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if not k.startswith("depth_head.")}, str(headless / "model.safetensors"))
+    saved["headless"] = headless
+    return saved
+
+
+@pytest.fixture
+def no_prompt(monkeypatch):
+    """Fail if anything asks the user 'run custom code? [y/N]'."""
+    asked = []
+    monkeypatch.setattr(builtins, "input", lambda *args, **kwargs: asked.append(args) or "n")
+    yield asked
+    assert not asked, f"prompted: {asked}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The stock depth-estimation pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+def test_stock_depth_estimation_pipeline_runs_rgb_only_with_metric_output_at_input_size(folders, no_prompt):
+    from transformers import pipeline
+
+    estimator = pipeline("depth-estimation", model=str(folders["depth_head"]))
+    assert type(estimator.model) is VanishingDepthForDepthEstimation
+    out = estimator(_image(60, 80))
+    assert out["predicted_depth"].shape == (60, 80)
+    assert isinstance(out["depth"], Image.Image) and out["depth"].size == (80, 60)
+    # Metric, not normalised: the same numbers as the model on an empty depth map, padding removed.
+    processor = VanishingDepthImageProcessor.from_pretrained(folders["depth_head"])
+    model = VanishingDepthForDepthEstimation.from_pretrained(folders["depth_head"]).eval()
+    inputs = processor(images=_image(60, 80), return_tensors="pt")
+    with torch.no_grad():
+        predicted = model(**inputs).predicted_depth
+    expected = processor.post_process_depth_estimation(
+        {"predicted_depth": predicted}, target_sizes=[(60, 80)], resized_sizes=inputs["resized_sizes"]
+    )[0]["predicted_depth"]
+    torch.testing.assert_close(out["predicted_depth"], expected)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The depth-completion pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["pretraining", "depth_head"])
+def test_depth_completion_pipeline_from_a_folder(folders, kind, no_prompt):
+    from transformers import pipeline
+
+    complete = pipeline("depth-completion", model=str(folders[kind]))
+    assert type(complete.model).__name__ == {"pretraining": "VanishingDepthForPretraining"}.get(
+        kind, "VanishingDepthForDepthEstimation"
+    )
+    rgb, depth = _image(60, 80), _sparse_depth_m(60, 80)
+    out = complete(rgb, depth=depth)
+    assert out["predicted_depth"].dtype == torch.float32 and out["predicted_depth"].shape == (60, 80)
+    assert torch.isfinite(out["predicted_depth"]).all() and (out["predicted_depth"] >= 0).all()
+    assert isinstance(out["depth"], Image.Image) and out["depth"].size[0] == 80 and out["depth"].size[1] > 60
+
+    # The depth is used: other depth gives another prediction; no depth at all runs too.
+    other = complete(rgb, depth=_sparse_depth_m(60, 80, seed=7))
+    assert not torch.equal(other["predicted_depth"], out["predicted_depth"])
+    assert complete(rgb)["predicted_depth"].shape == (60, 80)
+
+    # keep_measured: the measured pixels pass through unchanged, the others are the model's.
+    kept = complete(rgb, depth=depth, keep_measured=True)["predicted_depth"]
+    measured = torch.from_numpy(depth) > 0
+    assert torch.equal(kept[measured], torch.from_numpy(depth)[measured])
+    assert torch.equal(kept[~measured], out["predicted_depth"][~measured])
+
+    # Batches: one dict per input, each at its own image size; equal-size frames give the single-frame result.
+    frames = [{"image": rgb, "depth": depth}, {"image": _image(60, 80, seed=3), "depth": None}, {"image": _image(70, 50)}]
+    batched = complete(frames, batch_size=2)
+    assert [tuple(item["predicted_depth"].shape) for item in batched] == [(60, 80), (60, 80), (70, 50)]
+    torch.testing.assert_close(batched[0]["predicted_depth"], out["predicted_depth"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        batched[1]["predicted_depth"], complete(_image(60, 80, seed=3))["predicted_depth"], atol=1e-5, rtol=1e-5
+    )
+
+
+def test_depth_completion_reads_paths_sensor_units_and_tensors(folders, tmp_path, no_prompt):
+    from transformers import pipeline
+
+    from vanishing_depth.processing import save_depth
+
+    complete = pipeline("depth-completion", model=str(folders["pretraining"]))
+    rgb, depth = _image(60, 80), _sparse_depth_m(60, 80)
+    depth = np.round(depth * 1000.0) / 1000.0  # exact in millimetres
+    reference = complete(rgb, depth=depth)["predicted_depth"]
+    rgb_path, depth_path = tmp_path / "rgb.png", tmp_path / "depth.png"
+    rgb.save(rgb_path)
+    save_depth(depth_path, depth, "mm")
+    millimetres = np.round(depth * 1000.0).astype(np.uint16)
+    for result in (
+        complete(str(rgb_path), depth=str(depth_path), depth_format="mm"),
+        complete(rgb, depth=millimetres, depth_scale=0.001),
+        complete(rgb, depth=millimetres, depth_format="mm"),
+        complete(np.asarray(rgb), depth=torch.from_numpy(depth)),
+    ):
+        torch.testing.assert_close(result["predicted_depth"], reference, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="depth_scale"):
+        complete(rgb, depth=millimetres)  # integer units without a scale
+    with pytest.raises(ValueError, match="millimetres"):
+        complete(rgb, depth=millimetres.astype(np.float32))  # millimetres passed as float metres
+
+
+def test_depth_completion_picture_uses_a_fixed_metric_scale():
+    ramp = np.tile(np.linspace(0.0, 15.0, 64, dtype=np.float32), (32, 1))
+    near = np.full((32, 64), 3.0, dtype=np.float32)
+    left = np.asarray(colorize_depth(ramp, 15.0, legend=False))
+    right = np.asarray(colorize_depth(np.where(ramp > 7.5, ramp, near), 15.0, legend=False))
+    # The same depth gets the same colour whatever else is in the picture (no per-image min-max).
+    assert np.array_equal(left[:, 40:], right[:, 40:])
+    assert (left[:, 0] == 0).all()  # 0 m = no value = black
+    with_legend = colorize_depth(ramp, 15.0)
+    assert with_legend.size[0] == 64 and with_legend.size[1] > 32
+
+
+def test_depth_completion_refuses_folders_without_a_trained_decoder(folders, no_prompt):
+    from transformers import pipeline
+
+    with pytest.raises(ValueError, match="VanishingDepthModel, which has no depth decoder"):
+        pipeline("depth-completion", model=str(folders["encoder"]))
+    with pytest.raises(ValueError, match=r"depth_head\.\* \(\d+ tensors\)"):
+        pipeline("depth-completion", model=str(folders["headless"]))
+    model = VanishingDepthForDepthEstimation.from_pretrained(str(folders["headless"]))
+    with pytest.raises(ValueError, match="randomly initialised"):
+        pipeline("depth-completion", model=model, image_processor=VanishingDepthImageProcessor())
+
+
+def test_saved_folders_declare_every_auto_class_and_the_pipeline(folders):
+    config = json.loads((folders["encoder"] / "config.json").read_text())
+    assert {
+        "AutoModel",
+        "AutoBackbone",
+        "AutoModelForDepthEstimation",
+        "AutoModelForSemanticSegmentation",
+        "AutoModelForImageClassification",
+        "AutoModelForPreTraining",
+    } <= set(config["auto_map"])
+    assert config["custom_pipelines"]["depth-completion"]["impl"] == "pipeline_vanishing_depth.DepthCompletionPipeline"
+    assert (folders["encoder"] / "pipeline_vanishing_depth.py").is_file()
+    # With the package imported the folder's declaration gives way to the registered pipeline (no remote code).
+    loaded = VanishingDepthModel.from_pretrained(str(folders["encoder"]))
+    assert "depth-completion" not in (getattr(loaded.config, "custom_pipelines", None) or {})
+
+
+REMOTE = """
+{hide}
+import json, sys
+import numpy as np, torch
+from PIL import Image
+from transformers import AutoModelForDepthEstimation, AutoModelForSemanticSegmentation, pipeline
+folders = json.loads(sys.argv[1])
+rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+depth = np.random.default_rng(1).uniform(0.5, 6.0, (60, 80)).astype(np.float32)
+result = {{}}
+for kind in ("pretraining", "depth_head"):
+    complete = pipeline("depth-completion", model=folders[kind], trust_remote_code=True)
+    assert "transformers_modules" in type(complete).__module__, type(complete).__module__
+    assert "transformers_modules" in type(complete.model).__module__
+    out = complete(rgb, depth=depth)
+    result[kind] = out["predicted_depth"].tolist()
+head = AutoModelForDepthEstimation.from_pretrained(folders["encoder"], trust_remote_code=True)
+seg = AutoModelForSemanticSegmentation.from_pretrained(folders["encoder"], trust_remote_code=True, num_labels=3)
+result["heads"] = [type(head).__name__, type(seg).__name__]
+print(json.dumps(result))
+"""
+
+
+def test_pipeline_and_heads_load_without_the_package(folders, tmp_path):
+    from transformers import pipeline
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    code = REMOTE.format(hide=HIDE_PACKAGE)
+    arg = json.dumps({k: str(v) for k, v in folders.items()})
+    result = subprocess.run(
+        [sys.executable, "-c", code, arg], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["heads"] == ["VanishingDepthForDepthEstimation", "VanishingDepthForSemanticSegmentation"]
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    depth = np.random.default_rng(1).uniform(0.5, 6.0, (60, 80)).astype(np.float32)
+    for kind in ("pretraining", "depth_head"):
+        local = pipeline("depth-completion", model=str(folders[kind]))(rgb, depth=depth)["predicted_depth"]
+        torch.testing.assert_close(torch.tensor(remote[kind]), local, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# model(**processor(...)) for every class
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "model_class",
+    [
+        VanishingDepthModel,
+        VanishingDepthBackbone,
+        VanishingDepthForPretraining,
+        VanishingDepthForDepthEstimation,
+        VanishingDepthForSemanticSegmentation,
+        VanishingDepthForImageClassification,
+    ],
+)
+def test_model_accepts_the_processor_output(model_class):
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=3)
+    model = model_class(config).eval()
+    processor = VanishingDepthImageProcessor.from_model_config(config, size={"shortest_edge": 56})
+    rgb, depth = _image(60, 80), _sparse_depth_m(60, 80)
+    with torch.no_grad():
+        out = model(**processor(images=rgb, depth=depth, return_tensors="pt"))
+        without = model(**processor(images=rgb, return_tensors="pt"))
+    first = next(value for value in out.values() if value is not None)
+    other = next(value for value in without.values() if value is not None)
+    first, other = (first[0], other[0]) if isinstance(first, tuple) else (first, other)
+    assert not torch.equal(first, other)  # the depth reached the model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Units are loud
+# ----------------------------------------------------------------------------------------------------------------------
+def test_millimetres_passed_as_metres_are_refused():
+    processor = VanishingDepthImageProcessor(size={"shortest_edge": 56})
+    millimetres = np.random.default_rng(0).uniform(500, 4000, (60, 80)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"millimetres.*depth_scale=0\.001"):
+        processor(images=_image(), depth=millimetres)
+    # The same map in metres, and the raw integer map with its scale, are fine and identical.
+    as_metres = processor(images=_image(), depth=np.round(millimetres) / 1000.0)["depth_values"]
+    from_uint16 = processor(images=_image(), depth=np.round(millimetres).astype(np.uint16), depth_scale=0.001)
+    torch.testing.assert_close(as_metres, from_uint16["depth_values"])
+
+
+def test_depth_scale_applies_to_integer_maps_only():
+    metres = _sparse_depth_m()
+    with pytest.raises(ValueError, match="applies to integer sensor maps only"):
+        VanishingDepthImageProcessor(size={"shortest_edge": 56})(images=_image(), depth=metres, depth_scale=0.001)
+    # A processor saved with depth_scale=0.001 (for its uint16 PNGs) leaves float metres alone.
+    saved = VanishingDepthImageProcessor(size={"shortest_edge": 56}, depth_scale=0.001)
+    plain = VanishingDepthImageProcessor(size={"shortest_edge": 56})
+    torch.testing.assert_close(saved(images=_image(), depth=metres)["depth_values"], plain(images=_image(), depth=metres)["depth_values"])
+
+
+def test_dropping_far_depth_warns_with_the_count(caplog):
+    processor = VanishingDepthImageProcessor(size={"shortest_edge": 56}, max_valid_depth=10.0)
+    depth = np.full((60, 80), 4.0, dtype=np.float32)
+    depth[:, :20] = 12.0  # 25 % of the valid pixels beyond 10 m
+    with caplog.at_level(logging.INFO, logger="vanishing_depth"):
+        processor(images=_image(), depth=depth)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "beyond max_valid_depth" in r.getMessage()]
+    assert len(warnings) == 1 and "1200 of 4800 valid pixels" in warnings[0].getMessage()
+    caplog.clear()
+    depth[:, :20] = 4.0
+    depth[0, 0] = 12.0  # one pixel: logged, but not a warning
+    with caplog.at_level(logging.INFO, logger="vanishing_depth"):
+        processor(images=_image(), depth=depth)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("1 of 4800 valid pixels" in r.getMessage() for r in caplog.records)
+
+
+def test_post_processing_removes_padding_from_target_sizes_alone():
+    processor = VanishingDepthImageProcessor(size={"shortest_edge": 56})
+    inputs = processor(images=[_image(60, 80)], return_tensors="pt")
+    predicted = torch.arange(float(inputs["pixel_values"].shape[-2] * inputs["pixel_values"].shape[-1]))
+    predicted = predicted.reshape(1, *inputs["pixel_values"].shape[-2:])
+    with_sizes = processor.post_process_depth_estimation(
+        {"predicted_depth": predicted}, target_sizes=[(60, 80)], resized_sizes=inputs["resized_sizes"]
+    )
+    inferred = processor.post_process_depth_estimation({"predicted_depth": predicted}, target_sizes=[(60, 80)])
+    torch.testing.assert_close(with_sizes[0]["predicted_depth"], inferred[0]["predicted_depth"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Commands refuse randomly initialised decoders and heads, and write nothing
+# ----------------------------------------------------------------------------------------------------------------------
+def test_complete_command_refuses_an_encoder_folder_and_writes_nothing(folders, tmp_path, capsys):
+    from vanishing_depth.cli import main
+    from vanishing_depth.processing import save_depth
+
+    _image().save(tmp_path / "rgb.png")
+    save_depth(tmp_path / "depth.png", _sparse_depth_m(), "mm")
+    out = tmp_path / "completed.png"
+    for folder in (folders["encoder"], folders["headless"]):
+        code = main(
+            ["complete", "--model", str(folder), "--rgb", str(tmp_path / "rgb.png"), "--depth", str(tmp_path / "depth.png"),
+             "--depth-format", "mm", "--out", str(out)]
+        )  # fmt: skip
+        assert code == 2 and not out.exists() and not (tmp_path / "completed_preview.png").exists()
+    assert "no depth decoder" in capsys.readouterr().err
+    code = main(
+        ["complete", "--model", str(folders["pretraining"]), "--rgb", str(tmp_path / "rgb.png"), "--depth",
+         str(tmp_path / "depth.png"), "--depth-format", "mm", "--out", str(out), "--keep-measured"]
+    )  # fmt: skip
+    assert code == 0 and out.is_file() and (tmp_path / "completed_preview.png").is_file()
+
+
+def test_evaluate_completion_refuses_an_encoder_and_scores_a_pretraining_folder(folders, tmp_path, capsys):
+    from vanishing_depth.cli import main
+
+    refused = tmp_path / "refused"
+    args = ["--dataset", "redwood_demo", "--split", "test", "--max-samples", "1", "--patterns", "uniform:150",
+            "--image-size", "56"]  # fmt: skip
+    assert main(["evaluate-completion", "--model", str(folders["encoder"]), "--output-dir", str(refused), *args]) == 2
+    assert not refused.exists()
+    assert "no depth decoder" in capsys.readouterr().err
+    scored = tmp_path / "scored"
+    assert main(["evaluate-completion", "--model", str(folders["pretraining"]), "--output-dir", str(scored), *args]) == 0
+    metrics = json.loads((scored / "completion_metrics.json").read_text())["metrics"]
+    assert np.isfinite(metrics["uniform:150"]["rmse_mm"])
+
+
+def test_model_card_refuses_a_folder_without_its_head_weights(folders):
+    from vanishing_depth.hub_cards import build_model_card
+
+    with pytest.raises(ValueError, match=r"nothing for \['depth_head'\]"):
+        build_model_card(folders["headless"])
+    assert "depth-estimation" in str(build_model_card(folders["depth_head"]))
