@@ -12,7 +12,12 @@ import argparse
 import numpy as np
 import torch
 
-from vanishing_depth import VanishingDepthConfig, VanishingDepthForPretraining, VanishingDepthImageProcessor
+from vanishing_depth import (
+    VanishingDepthConfig,
+    VanishingDepthForPretraining,
+    VanishingDepthImageProcessor,
+    load_completion_model,
+)
 from vanishing_depth.processing import keep_fraction
 from vanishing_depth.training.completion import complete_depth, side_by_side_picture
 from vanishing_depth.training.corpora import decode_rgbd_row, load_demo_corpus
@@ -20,17 +25,19 @@ from vanishing_depth.training.corpora import decode_rgbd_row, load_demo_corpus
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="A VanishingDepthForPretraining folder.")
+    parser.add_argument("--model", help="A pretraining folder (RUN/pretraining) or a depth-head folder.")
     parser.add_argument("--density", type=float, default=0.01, help="Share of valid depth pixels kept as input.")
     parser.add_argument("--frame", type=int, default=0, help="Index in the held-out split (0-3).")
     parser.add_argument("--out", default="completed_demo_frame.png")
     args = parser.parse_args()
 
     if args.model:
-        model = VanishingDepthForPretraining.from_pretrained(args.model).eval()
+        model = load_completion_model(args.model)  # refuses a folder without a trained decoder
     else:
         from transformers import Dinov2Config
 
+        print("No --model: a RANDOMLY INITIALISED model, so the picture shows an untrained prediction. Train one with "
+              "`make demo` and pass --model outputs/vanishing-depth-dinov2-demo/pretraining.")
         rgb_config = Dinov2Config(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=112)
         model = VanishingDepthForPretraining(VanishingDepthConfig(rgb_config=rgb_config)).eval()
     processor = VanishingDepthImageProcessor.from_model_config(model.config, size={"shortest_edge": 112})

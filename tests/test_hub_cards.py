@@ -189,6 +189,7 @@ def test_usage_snippet_of_a_completion_model_runs(tmp_path):
     exec(compile(snippet, "card-snippet", "exec"), namespace)
     assert type(namespace["model"]) is VanishingDepthForDepthEstimation
     assert namespace["outputs"].predicted_depth.shape[-2:] == namespace["inputs"]["pixel_values"].shape[-2:]
+    assert namespace["completed"].shape == (480, 640)
 
 
 def test_bad_metrics_files_raise(tmp_path, model_dir):

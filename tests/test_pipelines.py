@@ -205,6 +205,28 @@ def test_depth_completion_refuses_folders_without_a_trained_decoder(folders, no_
         pipeline("depth-completion", model=model, image_processor=VanishingDepthImageProcessor())
 
 
+def test_stock_pipelines_refuse_a_randomly_initialised_head(folders, no_prompt):
+    from transformers import pipeline
+
+    for folder in (folders["encoder"], folders["headless"]):
+        with pytest.raises(ValueError, match=r"depth_head\.\* \(\d+ tensors\)"):
+            pipeline("depth-estimation", model=str(folder))
+    # The encoder itself is complete: feature extraction from any folder runs.
+    features = pipeline("image-feature-extraction", model=str(folders["depth_head"]))
+    assert np.asarray(features(_image())).ndim == 3
+
+
+def test_depth_completion_pipeline_runs_in_bfloat16(folders):
+    from transformers import pipeline
+
+    complete = pipeline("depth-completion", model=str(folders["pretraining"]), dtype=torch.bfloat16)
+    assert complete.model.dtype == torch.bfloat16
+    out = complete(_image(), depth=_sparse_depth_m())["predicted_depth"]
+    reference = pipeline("depth-completion", model=str(folders["pretraining"]))(_image(), depth=_sparse_depth_m())
+    assert out.dtype == torch.float32 and out.shape == (60, 80)
+    assert float((out - reference["predicted_depth"]).abs().mean()) < 0.1 * float(reference["predicted_depth"].mean())
+
+
 def test_saved_folders_declare_every_auto_class_and_the_pipeline(folders):
     config = json.loads((folders["encoder"] / "config.json").read_text())
     assert {

@@ -291,7 +291,9 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             return depth_m
         return F.interpolate(depth_m[None, None], size=size, mode="nearest-exact")[0, 0]
 
-    def _handle_far_depth(self, depth_m: np.ndarray, index: int) -> np.ndarray:
+    def handle_far_depth(self, depth_m: np.ndarray, index: int = 0) -> np.ndarray:
+        """Apply `far_depth` to one map in metres beyond `max_valid_depth` (drop, rescale or keep), logging what changed
+        (WARNING when more than 10 % of the valid pixels are dropped, or when a map is rescaled)."""
         limit = self.max_valid_depth
         if limit is None or self.far_depth == "keep":
             return depth_m
@@ -407,7 +409,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
                     scale_applies_to_float=depth_scale is not None,
                     max_depth_m=unit_limit,
                 )
-                depth_np = self._handle_far_depth(depth_np, index)
+                depth_np = self.handle_far_depth(depth_np, index)
                 d_h, d_w = depth_np.shape
                 if abs(d_h / d_w - height / width) > 0.02 * (height / width):
                     logger.warning(

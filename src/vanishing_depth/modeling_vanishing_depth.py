@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -205,6 +206,28 @@ class VanishingDepthFusion(nn.Module):
         return depth_part / (depth_part + rgb_part).clamp_min(1e-12)
 
 
+def _pipeline_being_built() -> str | None:
+    """The task name if this load runs inside transformers' `pipeline(...)` factory, else None.
+
+    A pipeline computes right away, so loading a randomly initialised head for one must fail; a plain
+    `from_pretrained` (e.g. to train a new head on an encoder) must not. The Auto classes drop the `_from_pipeline`
+    keyword before calling the model class, so the task is read from the pipeline loader's frame on the call stack.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in ("load_model", "infer_framework_load_model") and frame.f_globals.get(
+            "__name__", ""
+        ).startswith("transformers.pipelines"):
+            return str(frame.f_locals.get("task") or "pipeline")
+        frame = frame.f_back
+    return None
+
+
+_TRAINED_FOLDER_HINT = (
+    "Load a folder saved from a trained model of this class: `vanishing-depth finetune` writes heads, "
+    "`vanishing-depth pretrain` writes the pretraining decoder to RUN/pretraining."
+)
+
 # Initial depth of a freshly initialised decode-dist head, metres: a typical indoor distance, reached with every
 # channel positive so that no ReLU starts dead (see `VanishingDepthPreTrainedModel._init_weights`).
 _INITIAL_DEPTH_M = 2.5
@@ -303,6 +326,7 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         output_loading_info = kwargs.pop("output_loading_info", False)
+        from_pipeline = kwargs.get("_from_pipeline") or _pipeline_being_built()
         model, loading_info = super().from_pretrained(
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
         )
@@ -315,6 +339,9 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
             if isinstance(module, VanishingDepthModel) and module.config.freeze_rgb_encoder:
                 module.freeze_rgb_encoder()
         model._after_loading(pretrained_model_name_or_path)
+        if from_pipeline:
+            # A pipeline (transformers' own included) computes right away: refuse a randomly initialised head.
+            model.check_trained_weights(f"the {from_pipeline!r} pipeline", instead=_TRAINED_FOLDER_HINT)
         return (model, loading_info) if output_loading_info else model
 
     def _after_loading(self, source) -> None:

@@ -265,7 +265,16 @@ class DepthCompletionPipeline(Pipeline):
             image = load_image(image, timeout=timeout)
         processor = self.image_processor
         depth = _decode_depth(item["depth"], depth_format)
-        inputs = processor(images=image, depth=depth, depth_scale=depth_scale, return_tensors="pt")
+        if depth is not None:
+            # Metres once, with the processor's unit and range rules (its checks pass again quietly below).
+            depth = depth_to_metres(
+                depth,
+                depth_scale if depth_scale is not None else processor.depth_scale,
+                scale_applies_to_float=depth_scale is not None,
+                max_depth_m=processor.max_valid_depth,
+            )
+            depth = processor.handle_far_depth(depth)
+        inputs = processor(images=image, depth=depth, return_tensors="pt")
         height, width = _image_size(image)
         model_inputs = {
             "pixel_values": inputs["pixel_values"].to(self.dtype),
@@ -274,24 +283,11 @@ class DepthCompletionPipeline(Pipeline):
             "target_sizes": torch.tensor([[height, width]]),
         }
         if keep_measured:
-            model_inputs["measured_depth"] = [self._measured_on_image_grid(depth, depth_scale, (height, width))]
+            # The measurements on the image's own grid (nearest neighbour), to pass through unchanged.
+            measured = np.zeros((height, width), np.float32) if depth is None else depth
+            on_image = processor.resize_depth_nearest(torch.from_numpy(measured), (height, width))
+            model_inputs["measured_depth"] = [on_image.numpy()]
         return model_inputs
-
-    def _measured_on_image_grid(self, depth, depth_scale, size) -> np.ndarray:
-        """The input depth in metres, after the processor's unit and range rules, nearest-sampled to the image size."""
-        if depth is None:
-            return np.zeros(size, dtype=np.float32)
-        processor = self.image_processor
-        depth_m = depth_to_metres(
-            depth,
-            depth_scale if depth_scale is not None else processor.depth_scale,
-            scale_applies_to_float=depth_scale is not None,
-        )
-        if processor.max_valid_depth is not None and processor.far_depth == "drop":
-            depth_m = np.where(depth_m > processor.max_valid_depth, np.float32(0.0), depth_m)
-        elif processor.far_depth == "rescale":
-            return np.zeros(size, dtype=np.float32)  # rescaled inputs are no longer measurements to pass through
-        return processor.resize_depth_nearest(torch.from_numpy(depth_m), size).numpy()
 
     def _forward(self, model_inputs):
         outputs = self.model(pixel_values=model_inputs["pixel_values"], depth_values=model_inputs["depth_values"])

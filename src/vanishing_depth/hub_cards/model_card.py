@@ -446,7 +446,7 @@ def usage_snippet(repo_id: str, architecture: str) -> str:
         "depth_m[::2] = 0.0  # 0 = no measurement: holes and sparse depth are fine",
         'inputs = processor(images=rgb, depth=depth_m, return_tensors="pt")',
         "with torch.no_grad():",
-        '    outputs = model(pixel_values=inputs["pixel_values"], depth_values=inputs["depth_values"])',
+        "    outputs = model(**inputs)",
     ]
     lines.append(
         {
@@ -458,6 +458,15 @@ def usage_snippet(repo_id: str, architecture: str) -> str:
             "print([tuple(f.shape) for f in outputs.feature_maps])  # (1, 2*hidden, H/14, W/14) per fusion layer",
         )
     )
+    if architecture in ("VanishingDepthForDepthEstimation", "VanishingDepthForPretraining"):
+        lines += [
+            "",
+            "# Or in one line: the depth-completion pipeline (output at the image's size, padding removed).",
+            "from transformers import pipeline",
+            "",
+            f'complete = pipeline("depth-completion", model="{repo_id}")',
+            'completed = complete(rgb, depth=depth_m)["predicted_depth"]  # (480, 640) metres',
+        ]
     return "\n".join(lines)
 
 
