@@ -71,7 +71,9 @@ def main() -> None:
     model, processor = complete.model, complete.image_processor
     rgb, depth = frame()
     inputs = processor(images=rgb, depth=depth, return_tensors="pt")
-    print(f"model: {type(model).__name__} (ViT-S/14), input {tuple(inputs['pixel_values'].shape)}, {args.threads} threads")
+    print(
+        f"model: {type(model).__name__} (ViT-S/14), input {tuple(inputs['pixel_values'].shape)}, {args.threads} threads"
+    )
 
     def bare_forward(pixel_values, depth_values):
         with torch.inference_mode():
@@ -81,7 +83,9 @@ def main() -> None:
         return processor(images=rgb, depth=depth, return_tensors="pt")
 
     outputs = bare_forward(inputs["pixel_values"], inputs["depth_values"])
-    predicted = outputs.predicted_depth[0][:, 0] if isinstance(outputs.predicted_depth, tuple) else outputs.predicted_depth
+    predicted = (
+        outputs.predicted_depth[0][:, 0] if isinstance(outputs.predicted_depth, tuple) else outputs.predicted_depth
+    )
 
     def postprocess():
         return processor.post_process_depth_estimation(
@@ -111,7 +115,9 @@ def main() -> None:
     print(f"  of which the picture with legend {t_picture * 1000:8.1f} ms")
 
     frames = [{"image": frame(seed)[0], "depth": frame(seed)[1]} for seed in range(args.batch)]
-    batch_inputs = processor(images=[f["image"] for f in frames], depth=[f["depth"] for f in frames], return_tensors="pt")
+    batch_inputs = processor(
+        images=[f["image"] for f in frames], depth=[f["depth"] for f in frames], return_tensors="pt"
+    )
     complete(frames, batch_size=args.batch)
     t_batch = median_time(lambda: complete(frames, batch_size=args.batch), max(1, args.repeats // 2))
     t_batch_forward = median_time(

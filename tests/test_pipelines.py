@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes and the depth-completion task)
+from conftest import tiny_config
 from vanishing_depth import (
     VanishingDepthBackbone,
     VanishingDepthForDepthEstimation,
@@ -80,7 +80,9 @@ def folders(tmp_path_factory):
     headless = root / "headless"
     _save(VanishingDepthForDepthEstimation, headless)
     weights = load_file(str(headless / "model.safetensors"))
-    save_file({k: v for k, v in weights.items() if not k.startswith("depth_head.")}, str(headless / "model.safetensors"))
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("depth_head.")}, str(headless / "model.safetensors")
+    )
     saved["headless"] = headless
     return saved
 
@@ -146,7 +148,11 @@ def test_depth_completion_pipeline_from_a_folder(folders, kind, no_prompt):
     assert torch.equal(kept[~measured], out["predicted_depth"][~measured])
 
     # Batches: one dict per input, each at its own image size; equal-size frames give the single-frame result.
-    frames = [{"image": rgb, "depth": depth}, {"image": _image(60, 80, seed=3), "depth": None}, {"image": _image(70, 50)}]
+    frames = [
+        {"image": rgb, "depth": depth},
+        {"image": _image(60, 80, seed=3), "depth": None},
+        {"image": _image(70, 50)},
+    ]
     batched = complete(frames, batch_size=2)
     assert [tuple(item["predicted_depth"].shape) for item in batched] == [(60, 80), (60, 80), (70, 50)]
     torch.testing.assert_close(batched[0]["predicted_depth"], out["predicted_depth"], atol=1e-5, rtol=1e-5)
@@ -337,7 +343,9 @@ def test_depth_scale_applies_to_integer_maps_only():
     # A processor saved with depth_scale=0.001 (for its uint16 PNGs) leaves float metres alone.
     saved = VanishingDepthImageProcessor(size={"shortest_edge": 56}, depth_scale=0.001)
     plain = VanishingDepthImageProcessor(size={"shortest_edge": 56})
-    torch.testing.assert_close(saved(images=_image(), depth=metres)["depth_values"], plain(images=_image(), depth=metres)["depth_values"])
+    torch.testing.assert_close(
+        saved(images=_image(), depth=metres)["depth_values"], plain(images=_image(), depth=metres)["depth_values"]
+    )
 
 
 def test_dropping_far_depth_warns_with_the_count(caplog):
@@ -346,7 +354,9 @@ def test_dropping_far_depth_warns_with_the_count(caplog):
     depth[:, :20] = 12.0  # 25 % of the valid pixels beyond 10 m
     with caplog.at_level(logging.INFO, logger="vanishing_depth"):
         processor(images=_image(), depth=depth)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "beyond max_valid_depth" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "beyond max_valid_depth" in r.getMessage()
+    ]
     assert len(warnings) == 1 and "1200 of 4800 valid pixels" in warnings[0].getMessage()
     caplog.clear()
     depth[:, :20] = 4.0
@@ -403,7 +413,9 @@ def test_evaluate_completion_refuses_an_encoder_and_scores_a_pretraining_folder(
     assert not refused.exists()
     assert "no depth decoder" in capsys.readouterr().err
     scored = tmp_path / "scored"
-    assert main(["evaluate-completion", "--model", str(folders["pretraining"]), "--output-dir", str(scored), *args]) == 0
+    assert (
+        main(["evaluate-completion", "--model", str(folders["pretraining"]), "--output-dir", str(scored), *args]) == 0
+    )
     metrics = json.loads((scored / "completion_metrics.json").read_text())["metrics"]
     assert np.isfinite(metrics["uniform:150"]["rmse_mm"])
 

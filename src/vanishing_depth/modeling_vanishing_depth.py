@@ -331,7 +331,8 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
         )
         missing = set(loading_info.get("missing_keys", ()))
-        missing |= {entry[0] if isinstance(entry, (tuple, list)) else entry for entry in loading_info.get("mismatched_keys", ())}
+        for entry in loading_info.get("mismatched_keys", ()):
+            missing.add(entry[0] if isinstance(entry, (tuple, list)) else entry)
         model.checkpoint_source = str(pretrained_model_name_or_path)
         model.weights_not_in_checkpoint = sorted(missing)
         # Loading materialises fresh parameters after __init__, so re-apply the frozen-RGB contract afterwards.

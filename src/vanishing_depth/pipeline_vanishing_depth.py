@@ -79,7 +79,9 @@ class AutoModelForDepthCompletion:
     from_pretrained = staticmethod(load_completion_model)
 
     def __init__(self, *args, **kwargs) -> None:
-        raise OSError("AutoModelForDepthCompletion is not instantiated: use AutoModelForDepthCompletion.from_pretrained.")
+        raise OSError(
+            "AutoModelForDepthCompletion is not instantiated: use AutoModelForDepthCompletion.from_pretrained."
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -215,7 +217,9 @@ class DepthCompletionPipeline(Pipeline):
         if inputs is None:
             raise ValueError("`inputs` must be an RGB image (PIL, array, path) or a list of {'image', 'depth'} dicts.")
         if isinstance(inputs, (list, tuple)):
-            depths = list(depth) if isinstance(depth, (list, tuple)) else [depth] * len(inputs) if depth is None else None
+            depths = (
+                list(depth) if isinstance(depth, (list, tuple)) else [depth] * len(inputs) if depth is None else None
+            )
             if depths is None or len(depths) != len(inputs):
                 raise ValueError(
                     f"`depth` must be None or a list with one map per image ({len(inputs)} images); got "
@@ -229,7 +233,9 @@ class DepthCompletionPipeline(Pipeline):
     def _as_item(item: Any, depth: Any) -> dict:
         if isinstance(item, Mapping):
             if "image" not in item:
-                raise ValueError(f"Each input dict needs an 'image' (and optionally a 'depth'), got keys {sorted(item)}.")
+                raise ValueError(
+                    f"Each input dict needs an 'image' (and optionally a 'depth'), got keys {sorted(item)}."
+                )
             if depth is not None and item.get("depth") is not None:
                 raise ValueError("Depth was given twice: in the input dict and as `depth=`.")
             return {"image": item["image"], "depth": item.get("depth", depth)}
@@ -252,7 +258,9 @@ class DepthCompletionPipeline(Pipeline):
             postprocess["keep_measured"] = bool(keep_measured)
         if depth_range_m is not None:
             if not (isinstance(depth_range_m, (int, float)) and depth_range_m > 0):
-                raise ValueError(f"`depth_range_m` must be the far end of the colour scale in metres, got {depth_range_m!r}.")
+                raise ValueError(
+                    f"`depth_range_m` must be the far end of the colour scale in metres, got {depth_range_m!r}."
+                )
             postprocess["depth_range_m"] = float(depth_range_m)
         return preprocess, {}, postprocess
 
