@@ -17,6 +17,7 @@ from vanishing_depth.training.metrics import (
     MeanIoU,
     PretrainingValidationMetrics,
     SegmentationMetrics,
+    class_key_names,
     compute_depth_metrics,
 )
 
@@ -222,6 +223,67 @@ def test_segmentation_trainer_batch_eval_convention():
 
     # Trainer without batch_eval_metrics: one call with everything
     assert metric(EvalPrediction(predictions=logits.numpy(), label_ids=labels.numpy())) == result
+
+
+def test_segmentation_per_class_results_are_named_from_id2label():
+    from transformers import PretrainedConfig
+
+    # As a model config has it (config.json keys are strings; the config turns them into ints), with names that are
+    # not usable as metric keys as they are, and class 4 unnamed.
+    config = PretrainedConfig(id2label={"0": "wall", "1": "night stand", "2": "TV/monitor", "3": " (other) "})
+    preds = np.array([[[0, 1], [1, 2]]])
+    labels = np.array([[[0, 1], [2, 2]]])
+    named = SegmentationMetrics(num_labels=5, id2label=config.id2label)
+    named.update(preds, labels)
+    result = named.compute()
+    keys = ["wall", "night_stand", "TV_monitor", "other", "4"]
+    assert named.class_keys == keys
+    # evaluate's keys are all still there, and one float per class and kind under its name
+    assert set(result) == {
+        "mean_iou",
+        "mean_accuracy",
+        "overall_accuracy",
+        "per_category_iou",
+        "per_category_accuracy",
+    } | {f"{kind}_{key}" for kind in ("iou", "accuracy") for key in keys}
+    # by hand: class 0 I=1 U=1; class 1 I=1 U=2 (predicted twice, labelled once); class 2 I=1 U=2; 3 and 4 absent
+    assert (result["iou_wall"], result["iou_night_stand"], result["iou_TV_monitor"]) == (1.0, 0.5, 0.5)
+    assert (result["accuracy_wall"], result["accuracy_night_stand"], result["accuracy_TV_monitor"]) == (1.0, 1.0, 0.5)
+    assert math.isnan(result["iou_other"]) and math.isnan(result["accuracy_4"])
+    for index, key in enumerate(keys):
+        assert result[f"iou_{key}"] == pytest.approx(result["per_category_iou"][index], nan_ok=True)
+    assert named.id2label[1] == "night stand"  # the names as given stay available
+
+    # The Trainer output: the same named floats, no arrays.
+    trainer_result = SegmentationMetrics(num_labels=5, id2label=config.id2label)(
+        EvalPrediction(predictions=preds, label_ids=labels)
+    )
+    assert trainer_result == pytest.approx(
+        {key: value for key, value in result.items() if not key.startswith("per_category")}, nan_ok=True
+    )
+    zeroed = SegmentationMetrics(num_labels=5, id2label=config.id2label, nan_to_num=0)
+    zeroed.update(preds, labels)
+    assert zeroed.compute()["iou_other"] == 0.0
+
+    # Without id2label: evaluate's dict from compute(), ids in the Trainer keys, as before.
+    plain = SegmentationMetrics(num_labels=5)
+    plain.update(preds, labels)
+    assert set(plain.compute()) == set(DOC_RESULT)
+    plain_trainer = SegmentationMetrics(num_labels=5)(EvalPrediction(predictions=preds, label_ids=labels))
+    assert {key for key in plain_trainer if key.startswith("iou_")} == {f"iou_{index}" for index in range(5)}
+
+
+def test_class_key_names_are_unique_and_id2label_is_checked():
+    # Names that coincide once cleaned get their id; a name equal to another class's id does not take it over.
+    assert class_key_names(4, {0: "floor mat", 1: "floor_mat", 2: "3"}) == ["floor_mat_0", "floor_mat_1", "3_2", "3"]
+    assert class_key_names(2, ["a b", "c"]) == ["a_b", "c"]
+    assert class_key_names(2, None) == ["0", "1"]
+    with pytest.raises(ValueError, match=r"`id2label` keys must be class ids in \[0, 2\).* got 2"):
+        SegmentationMetrics(num_labels=2, id2label={0: "a", 2: "b"})
+    with pytest.raises(ValueError, match="`id2label` keys .* got 'wall'"):
+        SegmentationMetrics(num_labels=2, id2label={"wall": 0})
+    with pytest.raises(ValueError, match="`id2label` must be a dict .* got int"):
+        ClassificationMetrics(num_labels=2, id2label=5)
 
 
 def test_segmentation_with_real_trainer(tmp_path):
@@ -439,6 +501,16 @@ def test_classification_accuracy_top_k_and_per_class():
     streamed = ClassificationMetrics(num_labels=3, top_k=(1, 2))
     assert streamed(EvalPrediction(predictions=logits[:2].numpy(), label_ids=labels[:2].numpy()), False) == {}
     assert streamed(EvalPrediction(predictions=logits[2:], label_ids=labels[2:]), compute_result=True) == result
+
+    # Per-class accuracy by name with id2label (num_labels taken from it); a class without samples is NaN.
+    named = ClassificationMetrics(id2label={0: "cat", 1: "dog house", 2: "bird", 3: "fish"})
+    named.update(torch.cat((logits, torch.full((5, 1), -1e9)), dim=1), labels)  # "fish" never predicted
+    by_name = named.compute()
+    assert by_name["accuracy_cat"] == 0.0 and by_name["accuracy_dog_house"] == 1.0 and by_name["accuracy_bird"] == 0.0
+    assert math.isnan(by_name["accuracy_fish"])
+    for key in ("accuracy", "mean_per_class_accuracy", "num_samples"):
+        assert by_name[key] == pytest.approx(result[key]), key
+    assert not any(key.startswith("accuracy_") for key in result)  # no names, no per-class keys (as before)
 
     ids = ClassificationMetrics()
     ids.update(np.array([0, 1, 1]), [0, 1, 2])

@@ -428,7 +428,7 @@ def _check_inputs(
     accepted = {rgb_channels: "normalised RGB", rgb_channels + 1: "RGB + depth in metres (0 = missing)"}
     if code_channels != 1:
         accepted[rgb_channels + code_channels] = f"RGB + a precomputed {code_channels}-channel PDE"
-    if pixel_values.ndim != 4 or pixel_values.shape[1] not in accepted:
+    if pixel_values.ndim != 4 or int(pixel_values.shape[1]) not in accepted:
         forms = ", ".join(f"(B, {channels}, H, W) {what}" for channels, what in accepted.items())
         raise ValueError(f"`pixel_values` must be one of {forms}; got {tuple(pixel_values.shape)}.")
     depth_name = "`depth_values`"
@@ -924,10 +924,16 @@ def _backbone_token_features(
     return torch.cat((tokens[:, :1], tokens[:, model.num_prefix_tokens :]), dim=1)
 
 
+def _ceil_div(size: int, divisor: int) -> int:
+    """ceil(size / divisor) for sizes >= 0, written so that exported graphs keep it: ONNX translates `//` on symbolic
+    sizes as a truncating division, which is exact for non-negative operands only (`-(-a // b)` would be off by one)."""
+    return (size + divisor - 1) // divisor
+
+
 def _resize_to_stride(feature_map: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
     """Bilinear (align_corners=False) resize of a map of an `height x width` input to `ceil(H / s) x ceil(W / s)`."""
-    size = (-(-height // stride), -(-width // stride))
-    if tuple(feature_map.shape[-2:]) == size:
+    size = (_ceil_div(height, stride), _ceil_div(width, stride))
+    if not torch.compiler.is_exporting() and tuple(feature_map.shape[-2:]) == size:
         return feature_map
     return nn.functional.interpolate(feature_map, size=size, mode="bilinear", align_corners=False)
 
@@ -981,7 +987,7 @@ class VanishingDepthPretrainingDecoder(nn.Module):
     def forward(self, depth_maps: list[torch.Tensor], height: int, width: int) -> list[torch.Tensor]:
         """depth_maps: 4 maps `(B, D, H/14, W/14)`, shallow to deep. Returns 4 depth maps `(B, 1, ceil(H/2^k),
         ceil(W/2^k))` in metres, full resolution first (the sizes of `target[..., ::2**k, ::2**k]`)."""
-        sizes = [(-(-height // 2**k), -(-width // 2**k)) for k in range(5)]  # ceil division
+        sizes = [(_ceil_div(height, 2**k), _ceil_div(width, 2**k)) for k in range(5)]
         resize = functools.partial(nn.functional.interpolate, mode="bilinear", align_corners=False)
         x = resize(self.head_projection(depth_maps[3]), size=sizes[4])
         skips = [
@@ -1109,11 +1115,13 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------------
 def _stride_sizes(height: int, width: int, count: int) -> list[tuple[int, int]]:
     """Map sizes at strides 4, 8, 16, ... of an `height x width` input (ceil division), one per level, finest first."""
-    return [(-(-height // 2 ** (k + 2)), -(-width // 2 ** (k + 2))) for k in range(count)]
+    return [(_ceil_div(height, 2 ** (k + 2)), _ceil_div(width, 2 ** (k + 2))) for k in range(count)]
 
 
 def _resize(features: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
-    if tuple(features.shape[-2:]) == tuple(size):
+    # Skipping an equal-size resize is only safe eagerly: under export the test on symbolic sizes would freeze one
+    # branch into the graph (a bilinear resize to the same size is the identity, so both compute the same numbers).
+    if not torch.compiler.is_exporting() and tuple(features.shape[-2:]) == tuple(size):
         return features
     return nn.functional.interpolate(features, size=size, mode="bilinear", align_corners=align_corners)
 
@@ -1400,7 +1408,7 @@ class VanishingDepthCompletionDecoder(nn.Module):
             conv(_resize(project(fm), size))
             for project, conv, fm, size in zip(self.reassemble, self.convs, feature_maps, sizes)
         ]
-        targets = [(-(-height // 2), -(-width // 2))] + sizes[:-1]  # each block ends at the next finer level
+        targets = [(_ceil_div(height, 2), _ceil_div(width, 2))] + sizes[:-1]  # each block ends at the next finer level
         features = None
         for index in range(len(levels) - 1, -1, -1):
             fusion = self.fusions[index]

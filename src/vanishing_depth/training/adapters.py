@@ -177,7 +177,7 @@ class RGBDDatasetAdapter:
         if self.task == "segmentation":
             return SegmentationMetrics(num_labels=self.num_labels, ignore_index=ignore_index, id2label=self.id2label)
         if self.task == "classification":
-            return ClassificationMetrics(num_labels=self.num_labels)
+            return ClassificationMetrics(num_labels=self.num_labels, id2label=self.id2label)
         low, high = self.eval_range_m if self.eval_range_m is not None else (1e-3, None)
         return DepthMetrics(min_depth_m=low, max_depth_m=high)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -50,7 +51,9 @@ __all__ = [
     "PRETRAINING_DEPTH_BINS_M",
     "PretrainingValidationMetrics",
     "SegmentationMetrics",
+    "class_key_names",
     "compute_depth_metrics",
+    "metric_key_name",
 ]
 
 
@@ -102,6 +105,55 @@ def _all_reduce_sum(tensor: torch.Tensor, accelerator: Any = None) -> torch.Tens
         torch.distributed.all_reduce(buffer, op=torch.distributed.ReduceOp.SUM)
         return buffer.to("cpu", dtype=tensor.dtype)
     return tensor
+
+
+_UNSAFE_KEY_CHARACTERS = re.compile(r"[^0-9A-Za-z_.-]+")
+
+
+def metric_key_name(name: Any) -> str:
+    """A class name as a piece of a metric key: every run of characters other than ASCII letters, digits, ``_``,
+    ``.`` and ``-`` becomes one ``_``, with none left at either end (``"night stand"`` -> ``"night_stand"``,
+    ``"TV/monitor"`` -> ``"TV_monitor"``); what loggers (TensorBoard, MLflow, W&B) accept in a key. May be empty."""
+    return _UNSAFE_KEY_CHARACTERS.sub("_", str(name)).strip("_")
+
+
+def class_key_names(num_labels: int, id2label: Mapping[Any, Any] | Sequence[str] | None) -> list[str]:
+    """The key piece of each class `0 .. num_labels - 1`: its `metric_key_name` from `id2label`, or the class id
+    where it has no name (or none left after cleaning); names that coincide after cleaning get ``_<id>`` appended.
+
+    Args:
+        num_labels: number of classes.
+        id2label: ``{id: name}`` (e.g. ``model.config.id2label``; ids may be strings of digits, as in a config.json),
+            a sequence of names in id order, or None (ids only).
+
+    Raises:
+        ValueError: `id2label` is not a mapping / sequence of names, or holds an id outside ``[0, num_labels)``.
+    """
+    if id2label is None:
+        return [str(index) for index in range(num_labels)]
+    if isinstance(id2label, Sequence) and not isinstance(id2label, (str, bytes)):
+        id2label = dict(enumerate(id2label))
+    if not isinstance(id2label, Mapping):
+        raise ValueError(
+            f"`id2label` must be a dict {{class id: name}} (e.g. model.config.id2label) or a list of names, got "
+            f"{type(id2label).__name__}."
+        )
+    names: dict[int, str] = {}
+    for key, value in id2label.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            index = None
+        if index is None or isinstance(key, bool) or str(index) != str(key).strip() or not 0 <= index < num_labels:
+            raise ValueError(
+                f"`id2label` keys must be class ids in [0, {num_labels}) (num_labels={num_labels}), got {key!r}."
+            )
+        names[index] = metric_key_name(value)
+    keys = [names.get(index) or str(index) for index in range(num_labels)]
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return [key if counts[key] == 1 or key == str(index) else f"{key}_{index}" for index, key in enumerate(keys)]
 
 
 class _StreamingState(ABC):
@@ -233,7 +285,10 @@ class SegmentationMetrics(_StreamingMetric):
         reduce_labels: ADE20K / SUN RGB-D convention, background 0 -> 255 and the rest shifted down by one.
         label_map: optional `{old_label: new_label}` applied to the labels first.
         nan_to_num: if set, NaNs in the results are replaced by this value.
-        id2label: optional names used for the per-class keys of the Trainer output (`iou_<name>`).
+        id2label: optional class names, ``{id: name}`` (e.g. ``model.config.id2label``) or a list in id order. With
+            it, `compute` also returns ``iou_<name>`` and ``accuracy_<name>`` per class (floats), and the Trainer
+            output uses these keys instead of ``iou_<id>`` / ``accuracy_<id>``. Names are made safe for metric keys
+            by `metric_key_name` (``"night stand"`` -> ``iou_night_stand``); a class without a name keeps its id.
         pad_index: extra label value dropped (Trainer's padding), or None.
     """
 
@@ -259,7 +314,12 @@ class SegmentationMetrics(_StreamingMetric):
         self.reduce_labels = bool(reduce_labels)
         self.label_map = {int(k): int(v) for k, v in label_map.items()} if label_map else None
         self.nan_to_num = nan_to_num
-        self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
+        # The key piece of each class (checks `id2label`); the names as given stay in `id2label`.
+        self.class_keys = class_key_names(self.num_labels, id2label or None)
+        self.id2label = None
+        if id2label:
+            pairs = id2label.items() if isinstance(id2label, Mapping) else enumerate(id2label)
+            self.id2label = {int(index): str(name) for index, name in pairs}
         self.pad_index = pad_index
         self._warned_resize = False
         self.reset()
@@ -374,7 +434,8 @@ class SegmentationMetrics(_StreamingMetric):
 
     def compute(self) -> dict[str, Any]:
         """Return evaluate `mean_iou`'s dict: mean_iou, mean_accuracy, overall_accuracy (floats),
-        per_category_iou and per_category_accuracy (float64 numpy arrays of length num_labels)."""
+        per_category_iou and per_category_accuracy (float64 numpy arrays of length num_labels); with `id2label`
+        also ``iou_<name>`` and ``accuracy_<name>`` (floats) for every class."""
         cm = self._cm.double().numpy()
         n = self.num_labels
         intersect = np.diag(cm)[:n]
@@ -400,14 +461,20 @@ class SegmentationMetrics(_StreamingMetric):
             for key in ("mean_iou", "mean_accuracy", "overall_accuracy"):
                 if math.isnan(result[key]):
                     result[key] = float(self.nan_to_num)
+        if self.id2label is not None:
+            result.update(self._per_class(result))
         return result
+
+    def _per_class(self, result: Mapping[str, Any]) -> dict[str, float]:
+        per_class = {}
+        for index, name in enumerate(self.class_keys):
+            per_class[f"iou_{name}"] = float(result["per_category_iou"][index])
+            per_class[f"accuracy_{name}"] = float(result["per_category_accuracy"][index])
+        return per_class
 
     def _flat(self, result: dict[str, Any]) -> dict[str, float]:
         flat = {key: float(result[key]) for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
-        for index in range(self.num_labels):
-            name = self.id2label.get(index, str(index)) if self.id2label else str(index)
-            flat[f"iou_{name}"] = float(result["per_category_iou"][index])
-            flat[f"accuracy_{name}"] = float(result["per_category_accuracy"][index])
+        flat.update(self._per_class(result))
         return flat
 
 
@@ -840,20 +907,38 @@ class ClassificationMetrics(_StreamingMetric):
     `mean_per_class_accuracy` (balanced accuracy, nanmean over classes that occur in the references) reported.
 
     Output keys: `accuracy` (top-1), `top{k}_accuracy` for every k > 1 in `top_k`, `num_samples`, and
-    `mean_per_class_accuracy` when `num_labels` is given.
+    `mean_per_class_accuracy` when `num_labels` is given; with `id2label` also ``accuracy_<name>`` per class (the
+    share of its samples predicted as it, NaN for a class absent from the references).
 
     Args:
-        num_labels: number of classes, or None.
+        num_labels: number of classes, or None (then taken from `id2label` if given).
         top_k: the k values to report (1 is always reported as `accuracy`).
         ignore_index: reference value to skip.
+        id2label: optional class names, ``{id: name}`` (e.g. ``model.config.id2label``) or a list in id order, for
+            the per-class keys; made safe for metric keys by `metric_key_name`.
     """
 
     _state_names = ("_correct", "_count", "_cm")
 
-    def __init__(self, num_labels: int | None = None, top_k: Sequence[int] = (1,), ignore_index: int = -100) -> None:
+    def __init__(
+        self,
+        num_labels: int | None = None,
+        top_k: Sequence[int] = (1,),
+        ignore_index: int = -100,
+        id2label: Mapping[int, str] | Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
+        if num_labels is None and id2label:
+            if isinstance(id2label, Mapping):
+                try:
+                    num_labels = max(int(key) for key in id2label) + 1
+                except (TypeError, ValueError):
+                    num_labels = len(id2label)  # class_key_names below names the bad key
+            else:
+                num_labels = len(id2label)
         if num_labels is not None and (not isinstance(num_labels, (int, np.integer)) or num_labels < 1):
             raise ValueError(f"`num_labels` must be a positive int or None, got {num_labels!r}.")
+        self.class_keys = class_key_names(int(num_labels), id2label) if id2label else None
         top_k = tuple(int(k) for k in top_k)
         if not top_k or any(k < 1 for k in top_k):
             raise ValueError(f"`top_k` must be a non-empty sequence of ints >= 1, got {top_k}.")
@@ -946,6 +1031,10 @@ class ClassificationMetrics(_StreamingMetric):
             support = cm.sum(dim=1)
             per_class = cm.diagonal()[support > 0] / support[support > 0]
             result["mean_per_class_accuracy"] = float(per_class.mean()) if per_class.numel() else float("nan")
+            if self.class_keys is not None:
+                rates = (cm.diagonal() / support).tolist()  # 0 / 0 = NaN for classes without samples
+                for name, rate in zip(self.class_keys, rates):
+                    result[f"accuracy_{name}"] = rate
         result["num_samples"] = float(count)
         return result
 
