@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
-import numpy as np
 import torch
+from bench_processing import frame, median_time  # the same 640x480 frame and timer as the processing benchmark
 from transformers import Dinov2Config, pipeline
 
 import vanishing_depth  # noqa: F401  (registers the depth-completion task)
@@ -29,25 +28,6 @@ from vanishing_depth import (
     VanishingDepthImageProcessor,
     colorize_depth,
 )
-
-
-def frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A 640x480 RGB frame and a sensor-like depth map in metres with 20 % holes."""
-    rng = np.random.default_rng(seed)
-    rgb = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:480, 0:640]
-    depth = (1.0 + 4.0 * xx / 640 + 0.5 * np.sin(yy / 30)).astype(np.float32)
-    depth[rng.random(depth.shape) < 0.2] = 0.0
-    return rgb, depth
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -17,6 +17,23 @@ sys.path.insert(0, str(TESTS_DIR))  # helper modules such as hub_server
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
+# Prelude of subprocess scripts that must run as a user without the package: importing it fails, as on a machine where
+# only transformers is installed, so a saved folder can only load through its remote code (trust_remote_code=True).
+HIDE_PACKAGE = """
+import sys
+class HidePackage:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'vanishing_depth':
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, HidePackage())
+try:
+    import vanishing_depth
+    raise SystemExit('the package is still importable')
+except ModuleNotFoundError:
+    pass
+"""
+
+
 def shared_data_dir() -> Path | None:
     """The read-only real RGB-D frames (../shared/data), or $VANISHING_DEPTH_SHARED_DATA."""
     candidates = [os.environ.get("VANISHING_DEPTH_SHARED_DATA"), REPO_ROOT.parent / "shared" / "data"]

@@ -19,7 +19,7 @@ from transformers import (
 from transformers.modeling_outputs import DepthEstimatorOutput, ImageClassifierOutput, SemanticSegmenterOutput
 
 import vanishing_depth
-from conftest import random_rgbd, tiny_config
+from conftest import HIDE_PACKAGE, random_rgbd, tiny_config
 from vanishing_depth import (
     VanishingDepthConfig,
     VanishingDepthForDepthEstimation,
@@ -297,12 +297,7 @@ def test_depth_head_loads_as_remote_code_without_the_package(tmp_path):
     expected = model(pixel_values=rgb, depth_values=depth).predicted_depth
     torch.save({"rgb": rgb, "depth": depth, "expected": expected}, tmp_path / "io.pt")
     script = f"""
-import sys
-class HidePackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] == 'vanishing_depth':
-            raise ModuleNotFoundError(name)
-sys.meta_path.insert(0, HidePackage())
+{HIDE_PACKAGE}
 import torch
 from transformers import AutoModelForDepthEstimation
 model = AutoModelForDepthEstimation.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoBackbone, AutoConfig, AutoModel, Dinov2Model, Dinov2WithRegistersConfig
 
 import vanishing_depth
-from conftest import random_rgbd, tiny_config, tiny_rgb_config
+from conftest import HIDE_PACKAGE, random_rgbd, tiny_config, tiny_rgb_config
 from vanishing_depth import (
     VanishingDepthBackbone,
     VanishingDepthConfig,
@@ -392,19 +392,9 @@ def test_trust_remote_code_loads_without_the_package(tiny_model, tmp_path):
     expected = tiny_model(pixel_values=rgb, depth_values=depth).feature_maps[-1]
     torch.save({"rgb": rgb, "depth": depth, "expected": expected}, tmp_path / "io.pt")
     script = f"""
-import sys
-class HidePackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] == 'vanishing_depth':
-            raise ModuleNotFoundError(name)
-sys.meta_path.insert(0, HidePackage())
+{HIDE_PACKAGE}
 import torch
 from transformers import AutoModel
-try:
-    import vanishing_depth
-    raise SystemExit('the package is still importable')
-except ModuleNotFoundError:
-    pass
 model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
 io = torch.load({str(tmp_path / "io.pt")!r})
 out = model(pixel_values=io['rgb'], depth_values=io['depth']).feature_maps[-1]

@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes and the depth-completion task)
-from conftest import tiny_config
+from conftest import HIDE_PACKAGE, tiny_config
 from vanishing_depth import (
     VanishingDepthBackbone,
     VanishingDepthForDepthEstimation,
@@ -29,20 +29,6 @@ from vanishing_depth import (
     VanishingDepthModel,
     colorize_depth,
 )
-
-HIDE_PACKAGE = """
-import sys
-class HidePackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] == 'vanishing_depth':
-            raise ModuleNotFoundError(name)
-sys.meta_path.insert(0, HidePackage())
-try:
-    import vanishing_depth
-    raise SystemExit('the package is still importable')
-except ModuleNotFoundError:
-    pass
-"""
 
 
 def _image(height=60, width=80, seed=0) -> Image.Image:

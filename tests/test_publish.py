@@ -21,7 +21,7 @@ import torch
 
 import hub_server
 import vanishing_depth
-from conftest import tiny_config
+from conftest import HIDE_PACKAGE, tiny_config
 from vanishing_depth import VanishingDepthImageProcessor, VanishingDepthModel
 from vanishing_depth.hub_cards.publish import code_files, plan_model_upload
 
@@ -33,19 +33,6 @@ CODE_FILES = code_files(
     Path(vanishing_depth.__file__).parent,
     {"configuration_vanishing_depth", "modeling_vanishing_depth", "image_processing_vanishing_depth", "pipeline_vanishing_depth"},
 )[0]
-HIDE_PACKAGE = """
-import sys
-class HidePackage:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] == 'vanishing_depth':
-            raise ModuleNotFoundError(name)
-sys.meta_path.insert(0, HidePackage())
-try:
-    import vanishing_depth
-    raise SystemExit('the package is still importable')
-except ModuleNotFoundError:
-    pass
-"""
 REPO_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "training_args.json"}
 REPO_FILES |= CODE_FILES
 METRICS = {

@@ -40,6 +40,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
+from .modeling_vanishing_depth import AUTO_CLASS_NAMES
+
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "torch_export")
@@ -67,14 +69,6 @@ _NOISY_LOGGERS = (
     "onnxscript",
     "onnx_ir",
 )
-_AUTO_CLASS_NAMES = (
-    "AutoModel",
-    "AutoBackbone",
-    "AutoModelForDepthEstimation",
-    "AutoModelForSemanticSegmentation",
-    "AutoModelForImageClassification",
-    "AutoModelForPreTraining",
-)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -92,7 +86,7 @@ def resolve_model_class(architecture: str) -> type[PreTrainedModel]:
         found = getattr(module, architecture, None)
         if isinstance(found, type) and issubclass(found, PreTrainedModel):
             return found
-    for auto_name in _AUTO_CLASS_NAMES:
+    for auto_name in AUTO_CLASS_NAMES:
         auto_class = getattr(transformers, auto_name, None)
         mapping = getattr(auto_class, "_model_mapping", None)
         if mapping is None:
