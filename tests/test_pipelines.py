@@ -308,6 +308,17 @@ def test_model_accepts_the_processor_output(model_class):
     assert not torch.equal(first, other)  # the depth reached the model
 
 
+def test_a_misspelt_depth_argument_is_an_error_not_a_silent_drop():
+    torch.manual_seed(0)
+    rgb, depth = torch.randn(1, 3, 56, 56), torch.rand(1, 1, 56, 56) * 4.0
+    for model_class in (VanishingDepthModel, VanishingDepthBackbone, VanishingDepthForPretraining):
+        model = model_class(tiny_config()).eval()
+        with pytest.raises(ValueError, match=r"unexpected keyword arguments \['depth'\]\. Depth goes in `depth_values`"):
+            model(pixel_values=rgb, depth=depth)
+    with pytest.raises(ValueError, match="output_attentions"):
+        VanishingDepthModel(tiny_config())(pixel_values=rgb, output_attentions=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Units are loud
 # ----------------------------------------------------------------------------------------------------------------------

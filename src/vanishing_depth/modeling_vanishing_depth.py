@@ -410,6 +410,25 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------------
 # The encoder
 # ----------------------------------------------------------------------------------------------------------------------
+def _refuse_unknown_arguments(where: str, kwargs: dict) -> None:
+    """`**kwargs` of a forward exists for transformers' plumbing, never to swallow an argument: a misspelt depth
+    argument (`depth=...`) would otherwise be dropped silently and the model would run on RGB alone."""
+    kwargs = dict(kwargs)
+    if kwargs.pop("output_attentions", None):
+        raise ValueError(
+            f"{where}: `output_attentions=True` is not supported; the two streams run block by block and return no "
+            "attention maps."
+        )
+    unknown = sorted(key for key, value in kwargs.items() if value is not None)
+    if unknown:
+        hint = (
+            " Depth goes in `depth_values` ((B, 1, H, W) metres) or in channel 3 of `pixel_values`."
+            if any("depth" in key for key in unknown)
+            else ""
+        )
+        raise ValueError(f"{where}.forward got unexpected keyword arguments {unknown}.{hint}")
+
+
 def _check_inputs(
     config: VanishingDepthConfig,
     pixel_values: torch.Tensor,
@@ -632,6 +651,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
                 Content sizes `(B, 2)` recorded by the image processor for post-processing (padding removal);
                 accepted so that `model(**processor(...))` works, not used by the network.
         """
+        _refuse_unknown_arguments(type(self).__name__, kwargs)
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
@@ -888,6 +908,7 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
             raise ValueError(
                 "`out_indices` of VanishingDepthBackbone start at 1 (stage i = block i); 'stem' is not fused."
             )
+        _refuse_unknown_arguments(type(self).__name__, {"output_attentions": output_attentions, **kwargs})
         config.validate_backbone_fields()  # `out_indices` may have changed since construction
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
@@ -1074,6 +1095,7 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
             resized_sizes (`(B, 2)`, *optional*): the image processor's content sizes, for post-processing only;
                 accepted so that `model(**processor(...))` works, not used by the network.
         """
+        _refuse_unknown_arguments(type(self).__name__, kwargs)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         height, width = pixel_values.shape[-2:]
         layers = self.config.fusion_layers
