@@ -147,6 +147,22 @@ def test_depth_completion_pipeline_from_a_folder(folders, kind, no_prompt):
     )
 
 
+def test_keep_measured_places_coarse_depth_pixels_at_their_centres(folders):
+    from transformers import pipeline
+
+    complete = pipeline("depth-completion", model=str(folders["pretraining"]))
+    rgb = _image(60, 80)
+    coarse = np.random.default_rng(2).uniform(1.0, 4.0, (15, 20)).astype(np.float32)  # a 4x coarser ToF map
+    model_only = complete(rgb, depth=coarse)["predicted_depth"]
+    kept = complete(rgb, depth=coarse, keep_measured=True)["predicted_depth"]
+    # One measurement per depth pixel, at the image pixel under its centre (row 4i + 2, column 4j + 2) ...
+    torch.testing.assert_close(kept[2::4, 2::4], torch.from_numpy(coarse), rtol=0, atol=0)
+    # ... and the model's completion everywhere else, not a blocky upsampling of the coarse map.
+    between = torch.ones(60, 80, dtype=torch.bool)
+    between[2::4, 2::4] = False
+    assert torch.equal(kept[between], model_only[between])
+
+
 def test_depth_completion_reads_paths_sensor_units_and_tensors(folders, tmp_path, no_prompt):
     from transformers import pipeline
 

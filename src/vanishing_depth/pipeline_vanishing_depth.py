@@ -184,7 +184,8 @@ class DepthCompletionPipeline(Pipeline):
     read with `vanishing_depth.processing.load_depth(path, format=depth_format)`); or a list of
     `{"image": ..., "depth": ...}` dicts (`batch_size=` batches them). Without depth the model runs on RGB alone.
 
-    Parameters per call: `depth_format`, `depth_scale`, `keep_measured` (measured pixels pass through unchanged),
+    Parameters per call: `depth_format`, `depth_scale`, `keep_measured` (measured pixels pass through unchanged; a depth
+    map coarser than the image gives one measurement per depth pixel, at the image pixel under its centre),
     `depth_range_m` (the colour scale of the picture, default 0 .. the model's `max_depth`), `timeout` (image URLs).
 
     Returns one dict per input: `predicted_depth` (`torch.FloatTensor` `(H, W)`, metres, at the input image's size with
@@ -291,10 +292,8 @@ class DepthCompletionPipeline(Pipeline):
             "target_sizes": torch.tensor([[height, width]]),
         }
         if keep_measured:
-            # The measurements on the image's own grid (nearest neighbour), to pass through unchanged.
             measured = np.zeros((height, width), np.float32) if depth is None else depth
-            on_image = processor.resize_depth_nearest(torch.from_numpy(measured), (height, width))
-            model_inputs["measured_depth"] = [on_image.numpy()]
+            model_inputs["measured_depth"] = [_measurements_on_image_grid(measured, (height, width))]
         return model_inputs
 
     def _forward(self, model_inputs):
@@ -342,6 +341,26 @@ class DepthCompletionPipeline(Pipeline):
         loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=_collate)
         model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+
+def _measurements_on_image_grid(depth_m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The measured depth (metres, 0 = none) on the image's `(height, width)` grid, for `keep_measured`.
+
+    A map at least as fine as the image is sampled with nearest neighbour. A coarser map (a low-resolution ToF or
+    LiDAR map, e.g. ARKit's 256x192 under a 1920x1440 image) holds one measurement per depth pixel, not one per image
+    pixel: each lands on the image pixel under its centre and the pixels between stay unmeasured, so the model's
+    completion is kept there instead of a blocky upsampling."""
+    height, width = size
+    depth_h, depth_w = depth_m.shape
+    if depth_h >= height and depth_w >= width:
+        rows = np.minimum(((np.arange(height) + 0.5) * depth_h / height).astype(np.int64), depth_h - 1)
+        cols = np.minimum(((np.arange(width) + 0.5) * depth_w / width).astype(np.int64), depth_w - 1)
+        return np.ascontiguousarray(depth_m[rows[:, None], cols[None, :]], dtype=np.float32)
+    rows = np.minimum(((np.arange(depth_h) + 0.5) * height / depth_h).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(depth_w) + 0.5) * width / depth_w).astype(np.int64), width - 1)
+    on_image = np.zeros((height, width), dtype=np.float32)
+    on_image[rows[:, None], cols[None, :]] = depth_m
+    return on_image
 
 
 def _image_size(image: Any) -> tuple[int, int]:
