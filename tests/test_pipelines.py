@@ -335,6 +335,20 @@ def test_a_misspelt_depth_argument_is_an_error_not_a_silent_drop():
         VanishingDepthModel(tiny_config())(pixel_values=rgb, output_attentions=True)
 
 
+def test_empty_inputs_and_bad_feature_layers_are_value_errors_naming_the_argument():
+    model = VanishingDepthModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match="`pixel_values` is empty"):
+        model(pixel_values=torch.zeros(0, 3, 56, 56))
+    for layers in ([99], [], [1.5], "2"):
+        with pytest.raises(ValueError, match="`feature_layers` must be a non-empty list of 0-based block indices"):
+            model(pixel_values=torch.zeros(1, 3, 56, 56), feature_layers=layers)
+    processor = VanishingDepthImageProcessor(size={"shortest_edge": 56})
+    with pytest.raises(ValueError, match=r"`depth\[0\]` is empty"):
+        processor(images=_image(), depth=np.zeros((0, 0), np.float32))
+    with pytest.raises(ValueError, match=r"`images\[0\]` is empty"):
+        processor(images=np.zeros((0, 0, 3), np.uint8))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Units are loud
 # ----------------------------------------------------------------------------------------------------------------------
@@ -414,6 +428,13 @@ def test_complete_command_refuses_an_encoder_folder_and_writes_nothing(folders, 
          str(tmp_path / "depth.png"), "--depth-format", "mm", "--out", str(out), "--keep-measured"]
     )  # fmt: skip
     assert code == 0 and out.is_file() and (tmp_path / "completed_preview.png").is_file()
+    # A second run does not replace the first one's files unless asked to.
+    before = out.read_bytes()
+    again = ["complete", "--model", str(folders["depth_head"]), "--rgb", str(tmp_path / "rgb.png"), "--depth",
+             str(tmp_path / "depth.png"), "--depth-format", "mm", "--out", str(out)]  # fmt: skip
+    assert main(again) == 2 and out.read_bytes() == before
+    assert "already exists" in capsys.readouterr().err
+    assert main([*again, "--overwrite"]) == 0 and out.read_bytes() != before
 
 
 def test_evaluate_completion_refuses_an_encoder_and_scores_a_pretraining_folder(folders, tmp_path, capsys):

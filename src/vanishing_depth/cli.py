@@ -114,6 +114,7 @@ def _add_complete(subparsers) -> None:
     parser.add_argument(
         "--keep-measured", action="store_true", help="Measured pixels pass through unchanged (metres as read)."
     )
+    parser.add_argument("--overwrite", action="store_true", help="Replace --out (and its preview) if they exist.")
     parser.set_defaults(func=run_complete)
 
 
@@ -128,6 +129,7 @@ def run_complete(args) -> int:
         depth_format=args.depth_format,
         size=args.size,
         keep_measured=args.keep_measured,
+        overwrite=args.overwrite,
     )
     for path in written:
         print(f"wrote {path}")

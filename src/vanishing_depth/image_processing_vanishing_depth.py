@@ -49,6 +49,8 @@ def _rgb_to_float_hwc(image: Any, index: int) -> np.ndarray:
         raise ValueError(f"`images[{index}]` must be an RGB image (H, W, 3) or (3, H, W), got shape {image.shape}.")
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"`images[{index}]` is empty (shape {image.shape}); an RGB image needs H, W >= 1.")
     if np.issubdtype(image.dtype, np.floating) and image.size and float(np.nanmax(image)) <= 1.0:
         image = image * 255.0  # float images in [0, 1]
     return image.astype(np.float32)

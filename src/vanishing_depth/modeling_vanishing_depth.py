@@ -429,6 +429,20 @@ def _refuse_unknown_arguments(where: str, kwargs: dict) -> None:
         raise ValueError(f"{where}.forward got unexpected keyword arguments {unknown}.{hint}")
 
 
+def _check_feature_layers(config: VanishingDepthConfig, feature_layers) -> list[int]:
+    """`feature_layers` as a list of 0-based block indices (default: the fusion layers), or a ValueError."""
+    if feature_layers is None:
+        return list(config.fusion_layers)
+    layers = list(feature_layers) if isinstance(feature_layers, (list, tuple)) else None
+    count = config.num_hidden_layers
+    if not layers or any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < count for i in layers):
+        raise ValueError(
+            f"`feature_layers` must be a non-empty list of 0-based block indices in [0, {count - 1}] for this "
+            f"{count}-block ViT, got {feature_layers!r}."
+        )
+    return layers
+
+
 def _check_inputs(
     config: VanishingDepthConfig,
     pixel_values: torch.Tensor,
@@ -450,6 +464,11 @@ def _check_inputs(
     if pixel_values.ndim != 4 or int(pixel_values.shape[1]) not in accepted:
         forms = ", ".join(f"(B, {channels}, H, W) {what}" for channels, what in accepted.items())
         raise ValueError(f"`pixel_values` must be one of {forms}; got {tuple(pixel_values.shape)}.")
+    if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()) and 0 in tuple(pixel_values.shape):
+        raise ValueError(
+            f"`pixel_values` is empty (shape {tuple(pixel_values.shape)}): the batch needs at least one image of at "
+            f"least one patch ({config.patch_size} px) per side."
+        )
     depth_name = "`depth_values`"
     if pixel_values.shape[1] > rgb_channels:
         if depth_values is not None or depth_encoding is not None:
@@ -655,7 +674,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        feature_layers = list(config.fusion_layers if feature_layers is None else feature_layers)
+        feature_layers = _check_feature_layers(config, feature_layers)
         streams = self.forward_streams(
             pixel_values, depth_values, depth_encoding, depth_scale_m, feature_layers, output_hidden_states
         )
@@ -692,7 +711,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         """
         config = self.config
         pixel_values, depth_values, depth_encoding = _check_inputs(config, pixel_values, depth_values, depth_encoding)
-        feature_layers = list(config.fusion_layers if feature_layers is None else feature_layers)
+        feature_layers = _check_feature_layers(config, feature_layers)
         batch, _, height, width = pixel_values.shape
         if depth_encoding is None:
             if depth_values is None:

@@ -51,18 +51,24 @@ def complete_depth_file(
     depth_format: str = "auto",
     size: int | None = None,
     keep_measured: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Read an RGB file and a depth file, write the completed map as a 16-bit millimetre PNG at `out_path` and a
     side-by-side picture next to it (``<out>_preview.png``). Returns the written paths.
 
     `model_dir` must hold a trained decoder (a pretraining or depth-head folder); an encoder folder is refused before
-    anything is written (see `load_completion_model`)."""
+    anything is written (see `load_completion_model`). Existing output files are refused unless `overwrite`."""
     from PIL import Image
 
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
+    from ..output_paths import prepare_output_file
     from ..pipeline_vanishing_depth import load_completion_model
     from ..processing.depth_io import load_depth, save_depth
 
+    out_path = Path(out_path)
+    preview = out_path.with_name(out_path.stem + "_preview.png")
+    for target in (out_path, preview):
+        prepare_output_file(target, overwrite=overwrite, what="completed-depth file")
     model = load_completion_model(str(model_dir))
     if (Path(model_dir) / "preprocessor_config.json").is_file():
         processor = VanishingDepthImageProcessor.from_pretrained(model_dir)
@@ -73,10 +79,8 @@ def complete_depth_file(
     rgb = Image.open(rgb_path).convert("RGB")
     depth_in = load_depth(depth_path, format=depth_format)
     completed = complete_depth(model, processor, rgb, depth_in, keep_measured=keep_measured)
-    out_path = Path(out_path)
     completed = np.clip(completed, 0.0, 65.535)  # the 16-bit mm PNG holds 0 ... 65.535 m
     save_depth(out_path, completed, "mm")
-    preview = out_path.with_name(out_path.stem + "_preview.png")
     depth_on_rgb = np.asarray(Image.fromarray(depth_in).resize(rgb.size, Image.NEAREST))
     side_by_side_picture(np.asarray(rgb), depth_on_rgb, completed, preview)
     return [out_path, preview]
