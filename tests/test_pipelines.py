@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes and the depth-completion task)
-from conftest import HIDE_PACKAGE, tiny_config
+from conftest import HIDE_PACKAGE, shared_data_dir, tiny_config
 from vanishing_depth import (
     VanishingDepthBackbone,
     VanishingDepthForDepthEstimation,
@@ -187,6 +187,34 @@ def test_depth_completion_reads_paths_sensor_units_and_tensors(folders, tmp_path
         complete(rgb, depth=millimetres)  # integer units without a scale
     with pytest.raises(ValueError, match="millimetres"):
         complete(rgb, depth=millimetres.astype(np.float32))  # millimetres passed as float metres
+
+
+@pytest.mark.parametrize(
+    "rgb_name, depth_name",
+    [
+        ("metric3d_nyu_demo/rgb/rgb_00000.jpg", "metric3d_nyu_demo/depth/sync_depth_00000.png"),  # Kinect v1
+        ("promptda_arkit/image.jpg", "promptda_arkit/arkit_depth.png"),  # 256x192 LiDAR under 1920x1440 RGB
+        ("open3d_redwood_livingroom1/color/00000.jpg", "open3d_redwood_livingroom1/depth_noisy/00000.png"),
+    ],
+)
+def test_depth_completion_on_real_sensor_frames(folders, rgb_name, depth_name):
+    from transformers import pipeline
+
+    from vanishing_depth.processing import load_depth
+
+    data = shared_data_dir()
+    if data is None or not (data / depth_name).is_file():
+        pytest.skip("the real frames in ../shared/data are not available")
+    complete = pipeline("depth-completion", model=str(folders["pretraining"]))
+    width, height = Image.open(data / rgb_name).size
+    out = complete(str(data / rgb_name), depth=str(data / depth_name), depth_format="mm", keep_measured=True)
+    assert out["predicted_depth"].shape == (height, width) and torch.isfinite(out["predicted_depth"]).all()
+    measured = load_depth(data / depth_name, format="mm")
+    assert float(out["predicted_depth"].max()) >= float(measured.max()) - 1e-3  # the measurements passed through
+    # The classic mistake on a real frame: the raw millimetre PNG cast to float and passed as metres.
+    raw = np.asarray(Image.open(data / depth_name)).astype(np.float32)
+    with pytest.raises(ValueError, match="millimetres"):
+        complete(str(data / rgb_name), depth=raw)
 
 
 def test_depth_completion_picture_uses_a_fixed_metric_scale():
