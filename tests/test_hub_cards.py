@@ -14,7 +14,15 @@ from huggingface_hub import ModelCard
 from conftest import tiny_config
 from vanishing_depth import VanishingDepthForDepthEstimation, VanishingDepthImageProcessor, VanishingDepthModel
 from vanishing_depth.hub_cards import build_model_card, read_metrics_file
-from vanishing_depth.hub_cards.model_card import add_card_subcommand, is_hub_id, usage_snippet
+from vanishing_depth.hub_cards.model_card import (
+    add_card_subcommand,
+    card_is_ours,
+    find_local_paths,
+    is_hub_id,
+    redact_local_paths,
+    retarget_card,
+    usage_snippet,
+)
 
 COMPLETE = [
     {
@@ -138,6 +146,8 @@ def test_without_metrics_no_result_is_claimed(model_dir, tmp_path):
     card = build_model_card(folder)
     data = card.data.to_dict()
     assert "model-index" not in data and "metrics" not in data and "base_model" not in data
+    # The local backbone path is named by its last component only, in every section that mentions it.
+    assert str(tmp_path) not in str(card) and f"`[local]/{tmp_path.name}`" in _section(card.text, "Licence")
     evaluation = _section(card.text, "Evaluation")
     assert "No evaluation results" in evaluation and not re.search(r"\d", evaluation)
     assert "no `training_args.json`" in _section(card.text, "Training")
@@ -167,8 +177,12 @@ def test_pipeline_tag_follows_the_architecture(model_dir, tmp_path, architecture
 
 
 def test_usage_snippet_runs(model_dir):
-    snippet = re.search(r"```python\n(.*?)```", build_model_card(model_dir).text, flags=re.S).group(1)
-    assert snippet == usage_snippet(str(model_dir), "VanishingDepthModel") + "\n"
+    text = build_model_card(model_dir).text
+    snippet = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    # Without a repo id the snippet names a placeholder (never the folder's local path) and the card says so.
+    assert snippet == usage_snippet("<your-org>/vd-tiny", "VanishingDepthModel") + "\n"
+    assert "`<your-org>/vd-tiny` is a placeholder" in text and str(model_dir.parent) not in text
+    snippet = snippet.replace("<your-org>/vd-tiny", str(model_dir))  # what the note tells a local user to do
     namespace: dict = {}
     exec(compile(snippet, "card-snippet", "exec"), namespace)
     assert len(namespace["outputs"].feature_maps) == 4
@@ -185,6 +199,7 @@ def test_usage_snippet_of_a_completion_model_runs(tmp_path):
     card = build_model_card(tmp_path)
     assert card.data.pipeline_tag == "depth-estimation"
     snippet = re.search(r"```python\n(.*?)```", card.text, flags=re.S).group(1)
+    snippet = snippet.replace(f"<your-org>/{tmp_path.name}", str(tmp_path))
     namespace: dict = {}
     exec(compile(snippet, "card-snippet", "exec"), namespace)
     assert type(namespace["model"]) is VanishingDepthForDepthEstimation
@@ -221,3 +236,31 @@ def test_cli_card_writes_readme(model_dir, metrics_file, tmp_path, capsys):
     assert "README.md" in capsys.readouterr().out
     card = ModelCard.load(folder / "README.md")
     assert len(card.data.eval_results) == len(COMPLETE) and 'from_pretrained("o/vd")' in card.text
+
+
+def test_retargeted_card_is_the_card_built_for_the_repo(model_dir):
+    """A card written at training time (no repo id) pointed at a repo equals the card built for that repo."""
+    written = str(build_model_card(model_dir))
+    assert card_is_ours(written) and not card_is_ours(written.replace("vd-tiny", "vd-small"))
+    for repo_id in ("my-org/vd-tiny", "my-org/vd-renamed"):
+        assert retarget_card(written, repo_id) == str(build_model_card(model_dir, repo_id=repo_id))
+    with pytest.raises(ValueError, match="build_model_card"):
+        retarget_card("# not ours\n", "my-org/vd-tiny")
+    with pytest.raises(ValueError, match="repo_id"):
+        build_model_card(model_dir, repo_id=str(model_dir))
+
+
+def test_local_paths_are_found_and_redacted():
+    text = "Trained on `/home/alice/data/nyu` and ~/runs/vd; see https://huggingface.co/facebook/dinov2-small, H/14."
+    assert find_local_paths(text) == ["/home/alice/data/nyu", "~/runs/vd"]
+    assert redact_local_paths(text) == (
+        "Trained on `[local]/nyu` and [local]/vd; see https://huggingface.co/facebook/dinov2-small, H/14."
+    )
+    data = {"output_dir": "/tmp/x/run", "rgb": {"_name_or_path": "C:\\models\\dinov2"}, "note": "from /a/b/c.", "n": 3}
+    assert redact_local_paths(data) == {
+        "output_dir": "[local]/run",
+        "rgb": {"_name_or_path": "[local]/dinov2"},
+        "note": "from [local]/c.",
+        "n": 3,
+    }
+    assert not find_local_paths("owner/name, (d − 5 m) / 5 m, http://127.0.0.1:8000/api/models, [local]/x")

@@ -21,6 +21,8 @@ Checkpoints without the frozen RGB stream are completed from ``rgb_backbone`` (a
 `load_rgb_backbone` reads). Pickled files (``.pth``/``.pt``/``.ckpt``) are refused unless ``allow_pickle=True``.
 
     vanishing-depth convert --checkpoint vd_vitb14.pth --output-dir vd-vitb14 --allow-pickle
+
+An existing non-empty output folder is refused unless ``--overwrite`` (``overwrite=True``) is given.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ from .convert_checkpoints import (
     load_rgb_backbone,
     read_state_dict,
 )
+from .output_paths import prepare_output_dir
 
 logger = logging.getLogger(__name__)
+_OUTPUT_WHAT = "conversion output folder"
 
 PATCH_EMBED_KEY = "patch_embed.proj.weight"
 AUTHORS_REPOSITORY = "KochPJ/vanishing-depth"
@@ -307,6 +311,7 @@ def convert_authors_checkpoint(
     fusion_layers: Sequence[int] | None = None,
     fuse_cls_token: bool | None = None,
     write_card: bool = True,
+    overwrite: bool = False,
     **config_kwargs,
 ):
     """Convert an authors' checkpoint file and save a folder `AutoModel.from_pretrained` loads.
@@ -317,19 +322,27 @@ def convert_authors_checkpoint(
     Args:
         checkpoint: ``.safetensors`` file, or (with ``allow_pickle=True``) a ``.pth``/``.pt``/``.ckpt``/``.bin`` pickle
             read with ``torch.load(weights_only=True)``; a ``state_dict`` / ``model`` entry is unwrapped.
-        output_dir: folder to write.
+        output_dir: folder to write: new or empty. A folder that holds anything is refused before any work unless
+            ``overwrite=True``, which empties it once the conversion has succeeded (nothing of the old folder
+            survives to be mixed with the new one).
         allow_pickle: opt in to reading pickles (unpickling a file from an untrusted source can execute code).
         rgb_backbone: DINOv2 source for checkpoints without the RGB stream (see `load_rgb_backbone`).
         Others: see `convert_authors_state_dict`.
 
     Returns:
         The converted `VanishingDepthModel` (eval mode).
+
+    Raises:
+        OutputExistsError: `output_dir` is a file, or a folder that is not empty and `overwrite` is False.
     """
     from . import VanishingDepthImageProcessor, VanishingDepthModel
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"`checkpoint` {str(checkpoint)!r} does not exist.")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:  # refuse before the work; creates nothing
+        prepare_output_dir(output_dir, what=_OUTPUT_WHAT)
     state_dict = read_state_dict(checkpoint, allow_pickle=allow_pickle)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{checkpoint.name} does not hold a flat state dict of tensors.")
@@ -370,7 +383,7 @@ def convert_authors_checkpoint(
             f"model: missing {missing[:10]}, unexpected {unexpected[:10]}."
         )
     model.eval()
-    output_dir = Path(output_dir)
+    prepare_output_dir(output_dir, overwrite=overwrite, what=_OUTPUT_WHAT)
     model.save_pretrained(str(output_dir))
     VanishingDepthImageProcessor.from_model_config(config).save_pretrained(str(output_dir))
     if write_card:
@@ -394,7 +407,12 @@ def add_convert_subcommand(subparsers) -> argparse.ArgumentParser:
         "detected unless given.",
     )
     parser.add_argument("--checkpoint", required=True, help=".safetensors file, or a .pth with --allow-pickle.")
-    parser.add_argument("--output-dir", required=True, help="Folder to write.")
+    parser.add_argument("--output-dir", required=True, help="Folder to write (new or empty, unless --overwrite).")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace the contents of a non-empty --output-dir (emptied once the conversion has succeeded).",
+    )
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -441,6 +459,7 @@ def run_convert(args: argparse.Namespace) -> int:
         rgb_backbone=args.rgb_backbone,
         num_attention_heads=args.num_attention_heads,
         fusion_layers=args.fusion_layers,
+        overwrite=args.overwrite,
         **config_kwargs,
     )
     config = model.config

@@ -41,6 +41,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .modeling_vanishing_depth import AUTO_CLASS_NAMES
+from .output_paths import prepare_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -406,6 +407,12 @@ def _default_output_path(model_dir: Path | None, format: str) -> Path:
     return folder / ("model.onnx" if format == "onnx" else "model.pt2")
 
 
+def _refuse_existing_output(path: Path, overwrite: bool) -> None:
+    """Refuse an existing target before loading and tracing (creates nothing; `prepare_output_file` does at write)."""
+    if path.exists() or path.is_symlink():
+        prepare_output_file(path, overwrite=overwrite, what="export file")
+
+
 def _add_onnx_metadata(path: Path, metadata: Mapping[str, str]) -> None:
     """Write `metadata` into the file's ``metadata_props`` (keys present are overwritten)."""
     import onnx
@@ -431,12 +438,14 @@ def export_model(
     encoder_only: bool = False,
     output_fields: Sequence[str] | None = None,
     dynamic: bool = True,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export a model with dynamic batch size, height and width (default) or at a fixed input size.
 
     Args:
         model_dir_or_model: a saved folder (loaded with the class in its ``architectures``) or a model instance.
-        output_path: target file; default ``<model_dir>/export/model.onnx`` or ``.../model.pt2``.
+        output_path: target file; default ``<model_dir>/export/model.onnx`` or ``.../model.pt2`` (``./export/...``
+            for a model instance). An existing file is refused, before any work, unless `overwrite`.
         format: ``"onnx"`` or ``"torch_export"`` (a `torch.export.ExportedProgram` saved with `torch.export.save`).
         height, width: example input size in pixels, multiples of the patch size (14); with ``dynamic=False`` the
             graph's fixed size.
@@ -453,6 +462,7 @@ def export_model(
             kept the three axes free, and the model's equal-size shortcuts are traced in their general form (see
             `_without_size_shortcuts`). The ONNX metadata records it (``dynamic_axes``). False: fixed to
             `batch_size` x `height` x `width`.
+        overwrite: replace an existing file at the output path.
 
     Returns:
         `ExportResult` with the path and the graph's input/output names. Inputs: ``pixel_values`` `(B, 3, H, W)`
@@ -462,6 +472,7 @@ def export_model(
     Raises:
         ImportError: ONNX export without onnx / onnxscript (one line naming ``pip install 'vanishing-depth[onnx]'``),
             raised before any work.
+        OutputExistsError: the output path exists (and `overwrite` is False) or is a folder; raised before any work.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"`format` must be one of {EXPORT_FORMATS}, got {format!r}.")
@@ -469,13 +480,16 @@ def export_model(
         raise ValueError(f"`opset_version` must be an integer >= 17, got {opset_version!r}.")
     if not isinstance(dynamic, bool):
         raise ValueError(f"`dynamic` must be True (dynamic batch/height/width) or False (fixed), got {dynamic!r}.")
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
     if format == "onnx":
         _require(("onnx", "onnxscript") if dynamo is not False else ("onnx",), "ONNX export")
-    model_dir = None
+    model_dir = Path(model_dir_or_model) if isinstance(model_dir_or_model, (str, os.PathLike)) else None
+    output_path = Path(output_path) if output_path is not None else _default_output_path(model_dir, format)
+    _refuse_existing_output(output_path, overwrite)
     if isinstance(model_dir_or_model, nn.Module):
         model = model_dir_or_model
-    elif isinstance(model_dir_or_model, (str, os.PathLike)):
-        model_dir = Path(model_dir_or_model)
+    elif model_dir is not None:
         model = load_model_from_folder(model_dir, encoder_only=encoder_only)
     else:
         raise ValueError(
@@ -491,8 +505,7 @@ def export_model(
         trace_batch, trace_height, trace_width = _trace_size(batch_size, height, width, patch)
         inputs = example_inputs(config, trace_height, trace_width, trace_batch)
     wrapper = VanishingDepthExportWrapper(model, inputs, output_fields=output_fields).eval()
-    output_path = Path(output_path) if output_path is not None else _default_output_path(model_dir, format)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_file(output_path, overwrite=overwrite, what="export file")
     dynamic_shapes = _dynamic_shapes(patch) if dynamic else None
 
     # Inference graphs: no autograd state (grad-mode switches inside forward would otherwise be traced as ops).
@@ -748,7 +761,10 @@ def add_export_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=224, help="Example (trace/check) width in pixels, multiple of 14.")
     parser.add_argument("--batch-size", type=int, default=1, help="Example batch size (the fixed one with --static).")
     parser.add_argument("--static", action="store_true", help="Fix batch size, height and width to the example size.")
-    parser.add_argument("--output", help="Output file (default: DIR/export/model.onnx or model.pt2).")
+    parser.add_argument(
+        "--output", help="Output file (default: DIR/export/model.onnx or model.pt2); an existing one needs --overwrite."
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17).")
     parser.add_argument("--encoder-only", action="store_true", help="Export only the encoder of a head model.")
     parser.add_argument(
@@ -773,16 +789,20 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     dynamic = not getattr(args, "static", False)
+    overwrite = getattr(args, "overwrite", False)
+    output = Path(args.output) if args.output else _default_output_path(Path(args.model), args.format)
+    _refuse_existing_output(output, overwrite)  # before loading the model
     model = load_model_from_folder(args.model, encoder_only=args.encoder_only)
     result = export_model(
         model,
-        args.output or _default_output_path(Path(args.model), args.format),
+        output,
         format=args.format,
         height=args.height,
         width=args.width,
         batch_size=args.batch_size,
         opset_version=args.opset,
         dynamic=dynamic,
+        overwrite=overwrite,
     )
     summary = {
         "path": str(result.path),
