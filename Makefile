@@ -24,7 +24,7 @@ test: install lint
 	$(PY) -m pytest -q
 
 demo: install
-	$(VENV)/bin/vanishing-depth demo --output-dir outputs
+	$(VENV)/bin/vanishing-depth demo --output-dir outputs --overwrite  # re-running replaces its own demo run
 
 bench: install
 	$(PY) benchmarks/bench_forward.py

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import io
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,30 @@ def test_folder_matching_modes_and_errors(tmp_path):
         build_corpus_from_folder(rgb_dir, depth_dir, "cm", "nyu")
 
 
+def test_folder_conversion_skips_and_names_bad_files(tmp_path):
+    names = ["00000", "00001", "00002", "00003", "00004"]
+    rgb_dir, depth_dir, _ = _write_synthetic_folder(tmp_path, [n + ".jpg" for n in names], [n + ".png" for n in names])
+    truncated = (depth_dir / "00001.png").read_bytes()
+    (depth_dir / "00001.png").write_bytes(truncated[: len(truncated) // 2])
+    (rgb_dir / "00002.jpg").write_bytes(b"not a jpeg")
+    save_depth(depth_dir / "00003.png", render_synthetic_scene(H, W // 2, 3)[1], "mm")  # another aspect ratio
+    save_depth(depth_dir / "00004.png", render_synthetic_scene(H // 2, W // 2, 4)[1], "mm")  # same view, half size
+    bad = []
+    corpus = build_corpus_from_folder(rgb_dir, depth_dir, "mm", "toy", cache_dir=tmp_path / "cache", bad_files=bad)
+    assert corpus["frame_id"] == ["00000", "00004"]
+    assert [Path(path).name for path, _ in bad] == ["00001.png", "00002.jpg", "00003.png"]
+    assert "truncated" in bad[0][1] and "aspect" in bad[2][1]
+    decoder = RGBDSampleDecoder(min_valid_pixels=10)
+    samples = list(decoder.iterate(corpus))
+    assert [s.depth_m.shape for s in samples] == [(H, W), (H, W)] and decoder.stats.resized_depth == 1
+    with pytest.raises(ValueError, match="00001.png"):
+        build_corpus_from_folder(rgb_dir, depth_dir, "mm", "toy", on_bad_file="raise")
+    for name in ("00000", "00004"):
+        (rgb_dir / f"{name}.jpg").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="no usable RGB-D pair"):
+        build_corpus_from_folder(rgb_dir, depth_dir, "mm", "toy")
+
+
 def test_folder_conversion_of_decoded_format_stores_float_metres(tmp_path):
     rgb_dir, depth_dir, depths = _write_synthetic_folder(tmp_path, ["a.png"], ["a.npy"], depth_format="float")
     corpus = build_corpus_from_folder(rgb_dir, depth_dir, "float", "toy", cache_dir=tmp_path / "cache")
@@ -270,12 +295,21 @@ def test_decoder_skips_and_counts_corrupt_and_sparse_rows(caplog):
     assert kept == ["good0", "good1"]
     assert run_stats.as_dict() == {
         "decoded": 2,
-        "skipped_too_few_valid": 1,
-        "skipped_unreadable": 1,
+        "skipped_unreadable_image": 1,
+        "skipped_unreadable_depth": 0,
         "skipped_size_mismatch": 0,
+        "skipped_too_few_valid": 1,
+        "resized_depth": 0,
     }
+    assert run_stats.skipped_by_cause() == {
+        "unreadable_image": 1,
+        "unreadable_depth": 0,
+        "size_mismatch": 0,
+        "too_few_valid": 1,
+    }
+    assert run_stats.rows_read == 4 and run_stats.skipped == 2
     assert decoder.skipped_unreadable == 1 and decoder.skipped_too_few_valid == 1
-    assert decoder.skipped_ids["unreadable"] == ["toy/corrupt"]
+    assert decoder.skipped_ids["unreadable_image"] == ["toy/corrupt"]
     assert decoder.skipped_ids["too_few_valid"] == ["toy/sparse"]
     assert "toy/corrupt" in caplog.text and "toy/sparse" in caplog.text
 
@@ -283,9 +317,38 @@ def test_decoder_skips_and_counts_corrupt_and_sparse_rows(caplog):
     eight_bit = dict(_row("bad"), depth={"bytes": _png(np.full((16, 16), 9, np.uint8)), "path": None})
     with pytest.raises(RGBDCorpusFormatError):
         decoder([eight_bit])
-    # Mismatched RGB / depth sizes are skipped and counted separately.
-    mismatch = dict(_row("small"), depth={"bytes": _png(np.full((8, 8), 900, np.uint16)), "path": None})
+    # Depth of another aspect ratio is not the RGB's view: skipped and counted separately.
+    mismatch = dict(_row("narrow"), depth={"bytes": _png(np.full((16, 8), 900, np.uint16)), "path": None})
     assert len(decoder([mismatch])) == 0 and decoder.stats.skipped_size_mismatch == 1
+    # A truncated depth file is an unreadable depth, named by its file.
+    truncated = _png(np.full((16, 16), 1500, np.uint16))
+    broken = dict(_row("cut"), depth={"bytes": truncated[: len(truncated) // 2], "path": "cut_depth.png"})
+    with caplog.at_level(logging.WARNING, logger="vanishing_depth.training.corpora"):
+        assert len(decoder([broken])) == 0
+    assert decoder.stats.skipped_unreadable_depth == 1 and "cut_depth.png" in caplog.text
+
+
+def test_depth_of_the_same_view_at_another_resolution_is_resized_nearest():
+    depth_mm = np.full((8, 8), 1000, np.uint16)
+    depth_mm[:, 4:] = 3000  # two surfaces: a resize must not invent depths between them
+    depth_mm[0, 0] = 0  # a hole stays a hole
+    row = dict(_row("half"), depth={"bytes": _png(depth_mm), "path": None})  # RGB 16x16, depth 8x8
+    decoder = RGBDSampleDecoder(min_valid_pixels=10)
+    sample = decoder.decode(row)
+    assert sample.depth_m.shape == (16, 16) and decoder.stats.resized_depth == 1 and decoder.stats.decoded == 1
+    assert set(np.unique(sample.depth_m)) == {np.float32(0.0), np.float32(1.0), np.float32(3.0)}
+    np.testing.assert_array_equal(sample.depth_m[:2, :2], [[0.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(sample.depth_m, np.kron(depth_mm, np.ones((2, 2))).astype(np.float32) / 1000)
+    assert not RGBDSampleDecoder(resize_depth=False).decode(row)  # opting out: a size mismatch
+
+
+def test_iterate_survives_a_corrupt_row_of_a_decoding_dataset(tmp_path):
+    rows = [_row("good0"), dict(_row("corrupt"), image={"bytes": b"garbage", "path": "corrupt.jpg"}), _row("good1")]
+    save_corpus(Dataset.from_list(rows, features=RGBD_CORPUS_FEATURES), tmp_path / "corpus")
+    corpus = load_corpus(tmp_path / "corpus")  # images decode on access: a bare iteration would raise
+    decoder = RGBDSampleDecoder(min_valid_pixels=10)
+    assert [sample.frame_id for sample in decoder.iterate(corpus)] == ["good0", "good1"]
+    assert decoder.skipped_ids["unreadable_image"] == ["toy/corrupt (row 1)"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -142,6 +142,12 @@ def test_resume_equals_uninterrupted_run(tmp_path, synthetic_corpus_dir):
     )
     assert [e["step"] for e in resumed["history"]] == [1, 2, 3, 4, 5, 6]
     assert [e["loss"] for e in resumed["history"]] == [e["loss"] for e in full["history"]]
+    # The weights too, bit for bit (model, and the optimizer state the last checkpoint holds).
+    from safetensors.torch import load_file
+
+    for name in ("pretraining/model.safetensors", "checkpoints/step-6/optimizer.safetensors"):
+        expected, got = load_file(tmp_path / "a" / "run" / name), load_file(tmp_path / "b" / "run" / name)
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), name
 
 
 def test_arguments_from_yaml_with_flag_override(tmp_path):
@@ -180,7 +186,9 @@ def test_corrupt_and_sparse_rows_are_skipped_and_counted(tmp_path, synthetic_cor
     summary = pretrain(_args(tmp_path, folder, max_steps=6, per_device_batch_size=6))
     log = [json.loads(line) for line in (tmp_path / "run" / "training_log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 6
-    assert log[-1]["skipped_unreadable"] >= 1 and log[-1]["skipped_too_few_valid"] >= 1
+    steps = [record for record in log if "loss" in record]
+    assert steps[-1]["skipped"]["unreadable_image"] == 1 and steps[-1]["skipped"]["too_few_valid"] == 1
+    assert summary["rows"]["training"]["skipped"] == steps[-1]["skipped"] == log[-1]["skipped"]
 
 
 def test_two_process_cpu_launch(tmp_path, synthetic_corpus_dir):

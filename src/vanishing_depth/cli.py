@@ -148,17 +148,43 @@ def _add_build_corpus(subparsers) -> None:
     parser.add_argument("--match", default="stem", choices=["stem", "sorted", "number"])
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"))
     parser.add_argument("--split", default="train", help="Split name of the written parquet file.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace a non-empty --output-dir wholly (everything in it is deleted once the new corpus is built).",
+    )
     parser.set_defaults(func=run_build_corpus)
 
 
 def run_build_corpus(args) -> int:
+    """Build the corpus, skipping (and naming) bad files; exit 0 when at least one good pair remains."""
+    from pathlib import Path
+
+    from .output_paths import prepare_output_dir
     from .training.corpora import build_corpus_from_folder, save_corpus
 
+    output_dir = Path(args.output_dir)
+    what = "corpus output folder"
+    if output_dir.exists() and not args.overwrite:
+        prepare_output_dir(output_dir, what=what)  # refuses a non-empty folder before the (long) conversion
+    for source in (args.rgb_dir, args.depth_dir):
+        if output_dir.exists() and Path(source).resolve().is_relative_to(output_dir.resolve()):
+            raise ValueError(f"--output-dir {str(output_dir)!r} holds the input folder {source!r}; choose another.")
+    bad_files: list[tuple[str, str]] = []
     dataset = build_corpus_from_folder(
-        args.rgb_dir, args.depth_dir, args.depth_format, args.source_name, intrinsics=args.intrinsics, match=args.match
+        args.rgb_dir,
+        args.depth_dir,
+        args.depth_format,
+        args.source_name,
+        intrinsics=args.intrinsics,
+        match=args.match,
+        bad_files=bad_files,
     )
-    paths = save_corpus(dataset, args.output_dir, splits={args.split: list(range(len(dataset)))})
-    print(f"{len(dataset)} frames -> {paths}")
+    prepare_output_dir(output_dir, overwrite=args.overwrite, what=what)
+    paths = save_corpus(dataset, output_dir, splits={args.split: list(range(len(dataset)))})
+    for path, reason in bad_files:
+        print(f"skipped bad file {path}: {reason}")
+    print(f"{len(dataset)} frames -> {paths}; {len(bad_files)} bad file(s) skipped")
     return 0
 
 

@@ -31,8 +31,21 @@ Pretraining (METHOD §2.1, §2.8)
 probability regardless of its size** (``interleave_datasets(probabilities=[1/n]*n, stopping_strategy=
 "all_exhausted")``: small corpora are repeated until the largest is used up), works map-style or streaming, and gives
 each process of a multi-process run its own shard (``split_dataset_by_node``). Images stay undecoded in the dataset;
-`RGBDSampleDecoder` decodes rows (e.g. as a DataLoader ``collate_fn``) and **skips and counts** rows that cannot be
-decoded and rows with fewer than ``min_valid_pixels`` (100) valid depth pixels, logging the frame ids.
+`RGBDSampleDecoder` decodes rows (e.g. as a DataLoader ``collate_fn``) and **skips and counts by cause** rows whose
+image cannot be read (``unreadable_image``), whose depth cannot be read (``unreadable_depth``), whose depth is of
+another view than the RGB (``size_mismatch``) and rows with fewer than ``min_valid_pixels`` (100) valid depth pixels
+(``too_few_valid``), logging the frame ids and file names.
+
+Depth of another resolution than its RGB frame
+----------------------------------------------
+A corpus row is a registered RGB-D frame. A depth map with the RGB frame's aspect ratio (within 1 %) but another
+resolution (e.g. depth stored at half resolution) is the same view sampled more coarsely: it is resized to the RGB
+size with **nearest neighbour** and counted as ``resized_depth``. Nearest neighbour is the right interpolation for
+metric depth: every output pixel is a depth some pixel actually measured (bilinear or area resampling would invent
+depths between a foreground and a background surface, "flying pixels"), and a missing pixel (0) stays missing instead
+of dragging its neighbours towards 0 m. A depth map of another aspect ratio cannot be the same view without the
+calibration, so it is skipped and counted as ``size_mismatch``. Resizing instead of skipping keeps such corpora in the
+equal-probability mix (METHOD §2.8): a corpus stored at two resolutions is not silently drawn less often.
 
 Example::
 
@@ -59,6 +72,8 @@ import io
 import logging
 import os
 import re
+import struct
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field, fields
@@ -87,6 +102,7 @@ __all__ = [
     "DEMO_CORPUS_NAME",
     "RGBD_CORPUS_COLUMNS",
     "RGBD_CORPUS_FEATURES",
+    "SKIP_CAUSES",
     "DecodedRGBDBatch",
     "PretrainingCorpus",
     "RGBDCorpusFormatError",
@@ -118,6 +134,22 @@ DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".pgm", ".npy", ".npz")
 MATCH_MODES = ("stem", "sorted", "number")
 
 _EIGHT_BIT_MODES = ("1", "L", "P", "LA", "PA")
+
+#: Why a row is skipped, in the order every count of the package lists them.
+SKIP_CAUSES = ("unreadable_image", "unreadable_depth", "size_mismatch", "too_few_valid")
+#: Largest relative difference of the RGB and depth aspect ratios for which a depth map of another resolution is taken
+#: as the same view and resized (nearest neighbour) instead of skipped.
+ASPECT_TOLERANCE = 0.01
+# What damaged image bytes raise inside PIL / numpy (corrupt, truncated, decompression bombs).
+_UNREADABLE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    PILImage.DecompressionBombError,
+)
 
 
 def rgbd_corpus_features(decode: bool = True) -> Features:
@@ -252,7 +284,8 @@ def decode_rgbd_row(row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``rgb``: uint8 (H, W, 3); ``depth_m``: float32 (H', W') metres, ``stored value * depth_scale``, 0 = missing.
-        RGB and depth sizes are returned as stored (not resized); `RGBDSampleDecoder` checks that they match.
+        RGB and depth sizes are returned as stored (not resized); `RGBDSampleDecoder` resizes depth of the same
+        view (`resize_depth_nearest`) and skips depth of another aspect ratio.
 
     Raises:
         RGBDCorpusFormatError (a ValueError): a missing column, 8-bit (mode ``L``) or colour depth, or a
@@ -261,29 +294,55 @@ def decode_rgbd_row(row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         OSError / PIL.UnidentifiedImageError: unreadable image bytes.
     NaN / inf depth values are set to 0 with a `RuntimeWarning`.
     """
-    from vanishing_depth.processing.depth_io import decode_depth_array
+    scale = _check_row(row)
+    return _decode_rgb(row["image"]), _decode_depth(row["depth"], scale)
 
+
+def _check_row(row: Mapping[str, Any]) -> float:
+    """The row's schema (columns, `depth_scale`); returns the scale."""
     missing = [name for name in ("image", "depth", "depth_scale") if name not in row]
     if missing:
         raise RGBDCorpusFormatError(
             f"`row` lacks column(s) {missing}; a corpus row needs {list(RGBD_CORPUS_COLUMNS)}, got {sorted(row)}."
         )
-    scale = _check_depth_scale(row["depth_scale"])
-    rgb = _decode_rgb(row["image"])
-    values = _depth_values(row["depth"])
+    return _check_depth_scale(row["depth_scale"])
+
+
+def _decode_depth(value: Any, scale: float) -> np.ndarray:
+    """A ``depth`` cell -> float32 metres (H, W), 0 = missing."""
+    from vanishing_depth.processing.depth_io import decode_depth_array
+
+    values = _depth_values(value)
     if np.issubdtype(values.dtype, np.floating):
         # Warns on NaN/inf (-> 0) and raises on negative values.
         depth_m = decode_depth_array(values.astype(np.float32, copy=False), "float")
         if scale != 1.0:
             depth_m = (depth_m.astype(np.float64) * scale).astype(np.float32)
-    else:
-        if values.size and values.min() < 0:
-            raise ValueError(
-                f"row['depth'] must be >= 0 (0 = missing), got {int(np.count_nonzero(values < 0))} negative "
-                f"value(s), min {int(values.min())}."
-            )
-        depth_m = (values.astype(np.float64) * scale).astype(np.float32)
-    return rgb, depth_m
+        return depth_m
+    if values.size and values.min() < 0:
+        raise ValueError(
+            f"row['depth'] must be >= 0 (0 = missing), got {int(np.count_nonzero(values < 0))} negative "
+            f"value(s), min {int(values.min())}."
+        )
+    return (values.astype(np.float64) * scale).astype(np.float32)
+
+
+def same_view(rgb_size: tuple[int, int], depth_size: tuple[int, int], tolerance: float = ASPECT_TOLERANCE) -> bool:
+    """Whether a depth map of (H, W) `depth_size` can be the view of an RGB frame of `rgb_size`: equal aspect ratios
+    within `tolerance` (relative)."""
+    (rgb_h, rgb_w), (depth_h, depth_w) = rgb_size, depth_size
+    if min(rgb_h, rgb_w, depth_h, depth_w) <= 0:
+        return False
+    return abs(rgb_h * depth_w - rgb_w * depth_h) <= tolerance * rgb_h * depth_w
+
+
+def resize_depth_nearest(depth_m: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a metric depth map to (height, width): every output pixel takes the value of the
+    input pixel under its centre, so no depth is invented between surfaces and 0 (missing) stays 0."""
+    in_h, in_w = depth_m.shape
+    rows = np.minimum(((np.arange(height) + 0.5) * in_h / height).astype(np.int64), in_h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * in_w / width).astype(np.int64), in_w - 1)
+    return np.ascontiguousarray(depth_m[rows[:, None], cols[None, :]])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -305,17 +364,36 @@ class RGBDSample:
 
 @dataclass
 class RGBDSkipStats:
-    """Counts of decoded and skipped rows. Add the ``stats`` of every batch to one instance in the training loop
-    (``run_stats.merge(batch.stats)``): with DataLoader workers the decoder's own counters live in the workers."""
+    """Counts of decoded and skipped rows, by cause (`SKIP_CAUSES`). Add the ``stats`` of every batch to one instance
+    in the training loop (``run_stats.merge(batch.stats)``): with DataLoader workers the decoder's own counters live in
+    the workers.
+
+    ``decoded`` counts the good rows, ``resized_depth`` those of them whose depth was resized to the RGB size
+    (nearest neighbour, same view at another resolution); ``rows_read`` = good + skipped rows.
+    """
 
     decoded: int = 0
-    skipped_too_few_valid: int = 0
-    skipped_unreadable: int = 0
+    skipped_unreadable_image: int = 0
+    skipped_unreadable_depth: int = 0
     skipped_size_mismatch: int = 0
+    skipped_too_few_valid: int = 0
+    resized_depth: int = 0
+
+    @property
+    def skipped_unreadable(self) -> int:
+        return self.skipped_unreadable_image + self.skipped_unreadable_depth
 
     @property
     def skipped(self) -> int:
-        return self.skipped_too_few_valid + self.skipped_unreadable + self.skipped_size_mismatch
+        return sum(getattr(self, f"skipped_{cause}") for cause in SKIP_CAUSES)
+
+    @property
+    def rows_read(self) -> int:
+        return self.decoded + self.skipped
+
+    def skipped_by_cause(self) -> dict[str, int]:
+        """``{cause: count}`` for every cause of `SKIP_CAUSES`, zeros included."""
+        return {cause: getattr(self, f"skipped_{cause}") for cause in SKIP_CAUSES}
 
     def merge(self, other: RGBDSkipStats) -> RGBDSkipStats:
         for item in fields(self):
@@ -328,17 +406,32 @@ class RGBDSkipStats:
 
 @dataclass
 class DecodedRGBDBatch:
-    """What `RGBDSampleDecoder` returns for a list of rows: the good samples, the ids of skipped rows by reason,
+    """What `RGBDSampleDecoder` returns for a list of rows: the good samples, the ids of skipped rows by cause,
     and the counts of this batch in ``stats``."""
 
     samples: list[RGBDSample] = field(default_factory=list)
-    skipped_too_few_valid: list[str] = field(default_factory=list)
-    skipped_unreadable: list[str] = field(default_factory=list)
+    skipped_unreadable_image: list[str] = field(default_factory=list)
+    skipped_unreadable_depth: list[str] = field(default_factory=list)
     skipped_size_mismatch: list[str] = field(default_factory=list)
+    skipped_too_few_valid: list[str] = field(default_factory=list)
     stats: RGBDSkipStats = field(default_factory=RGBDSkipStats)
+
+    @property
+    def skipped_unreadable(self) -> list[str]:
+        return self.skipped_unreadable_image + self.skipped_unreadable_depth
 
     def __len__(self) -> int:
         return len(self.samples)
+
+
+def _cell_path(row: Any, column: str) -> str | None:
+    value = row.get(column) if isinstance(row, Mapping) else None
+    if isinstance(value, Mapping) and value.get("path"):
+        return str(value["path"])
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    filename = getattr(value, "filename", None)  # a PIL image opened from a file
+    return str(filename) if filename else None
 
 
 def _row_label(row: Any, index: int | None) -> str:
@@ -348,35 +441,61 @@ def _row_label(row: Any, index: int | None) -> str:
     return label if index is None else f"{label} (row {index})"
 
 
+def _undecoded(rows: Any) -> Any:
+    """A `datasets` corpus whose image columns decode on access would raise inside `datasets` on one corrupt row;
+    switch them to ``decode=False`` (a schema change only) so the decoder sees the bytes and can skip the row."""
+    if not isinstance(rows, (Dataset, IterableDataset)) or rows.features is None:
+        return rows
+    for column in ("image", "depth"):
+        feature = rows.features.get(column)
+        if isinstance(feature, Image) and feature.decode:
+            rows = rows.cast_column(column, Image(decode=False))
+    return rows
+
+
 class RGBDSampleDecoder:
-    """Decode corpus rows, skipping (and counting) rows that are unreadable or have too little valid depth.
+    """Decode corpus rows, skipping (and counting, by cause) rows that cannot be used.
 
-    METHOD §2.1 resamples frames with fewer than 100 valid depth pixels; in a stream, skipping them is the same.
-    Unreadable rows (corrupt or truncated image bytes, negative depth) are skipped too, so one bad file cannot end a
-    long run, but never silently: every skip is counted in ``stats`` (and in the ``stats`` of the returned batch),
-    its ``source/frame_id`` is logged (up to ``max_logged`` per reason, then only counted) and the ids are kept in
-    ``skipped_ids`` (the latest ``max_logged`` per reason). Schema errors (`RGBDCorpusFormatError`: 8-bit depth, a
-    missing column, ...) concern the whole corpus and are raised.
+    Causes (`SKIP_CAUSES`): ``unreadable_image`` / ``unreadable_depth`` (corrupt or truncated bytes, negative depth),
+    ``size_mismatch`` (depth of another aspect ratio than the RGB, so not the same view) and ``too_few_valid`` (fewer
+    than ``min_valid_pixels`` valid depth pixels; METHOD §2.1 resamples such frames, and in a stream skipping them is
+    the same). A depth map of the RGB's aspect ratio but another resolution is resized to the RGB size with nearest
+    neighbour and counted in ``resized_depth`` (see the module docstring for why). One bad file cannot end a long run,
+    but a skip is never silent: it is counted in ``stats`` (and in the ``stats`` of the returned batch), its
+    ``source/frame_id`` and file name are logged (up to ``max_logged`` per cause, then only counted) and the ids are
+    kept in ``skipped_ids`` (the latest ``max_logged`` per cause). Schema errors (`RGBDCorpusFormatError`: 8-bit
+    depth, a missing column, ...) concern the whole corpus and are raised.
 
-    Use it as a ``collate_fn``: ``DataLoader(corpus.dataset, batch_size=8, collate_fn=RGBDSampleDecoder())`` yields
-    `DecodedRGBDBatch` objects (possibly with fewer samples than rows, possibly empty).
+    Use it as a ``collate_fn`` over undecoded rows (``Image(decode=False)``, as `prepare_pretraining_corpus` gives):
+    ``DataLoader(corpus.dataset, batch_size=8, collate_fn=RGBDSampleDecoder())`` yields `DecodedRGBDBatch` objects
+    (possibly with fewer samples than rows, possibly empty); ``iterate(dataset)`` accepts decoding datasets too.
 
     Args:
         min_valid_pixels: rows whose depth has fewer valid (> 0) pixels are skipped.
-        require_same_size: skip rows whose RGB and depth sizes differ (they cannot be cropped together).
-        max_logged: how many skips per reason are logged and remembered.
+        require_same_size: skip rows whose depth is not of the RGB's view (another aspect ratio); False returns them
+            unresized.
+        resize_depth: resize depth of the RGB's aspect ratio but another resolution to the RGB size (nearest
+            neighbour); False treats it as a size mismatch.
+        max_logged: how many skips per cause are logged and remembered.
     """
 
-    def __init__(self, min_valid_pixels: int = 100, require_same_size: bool = True, max_logged: int = 1000):
+    def __init__(
+        self,
+        min_valid_pixels: int = 100,
+        require_same_size: bool = True,
+        max_logged: int = 1000,
+        resize_depth: bool = True,
+    ):
         if not isinstance(min_valid_pixels, (int, np.integer)) or min_valid_pixels < 0:
             raise ValueError(f"`min_valid_pixels` must be an int >= 0, got {min_valid_pixels!r}.")
         if not isinstance(max_logged, (int, np.integer)) or max_logged < 0:
             raise ValueError(f"`max_logged` must be an int >= 0, got {max_logged!r}.")
         self.min_valid_pixels = int(min_valid_pixels)
         self.require_same_size = bool(require_same_size)
+        self.resize_depth = bool(resize_depth)
         self.max_logged = int(max_logged)
         self.stats = RGBDSkipStats()
-        self.skipped_ids: dict[str, list[str]] = {"too_few_valid": [], "unreadable": [], "size_mismatch": []}
+        self.skipped_ids: dict[str, list[str]] = {cause: [] for cause in SKIP_CAUSES}
 
     @property
     def skipped_too_few_valid(self) -> int:
@@ -390,13 +509,13 @@ class RGBDSampleDecoder:
         self.stats = RGBDSkipStats()
         self.skipped_ids = {key: [] for key in self.skipped_ids}
 
-    def _record_skip(self, reason: str, label: str, message: str, batch: DecodedRGBDBatch | None) -> None:
-        attribute = f"skipped_{reason}"
+    def _record_skip(self, cause: str, label: str, message: str, batch: DecodedRGBDBatch | None) -> None:
+        attribute = f"skipped_{cause}"
         setattr(self.stats, attribute, getattr(self.stats, attribute) + 1)
         if batch is not None:
             setattr(batch.stats, attribute, getattr(batch.stats, attribute) + 1)
             getattr(batch, attribute).append(label)
-        ids = self.skipped_ids[reason]
+        ids = self.skipped_ids[cause]
         ids.append(label)
         if len(ids) > self.max_logged:
             del ids[0]
@@ -412,19 +531,40 @@ class RGBDSampleDecoder:
 
     def _decode(self, row: Mapping[str, Any], index: int | None, _batch: DecodedRGBDBatch | None) -> RGBDSample | None:
         label = _row_label(row, index)
+        scale = _check_row(row)  # schema errors concern the corpus: raised
+        # PIL reports corrupt files as OSError / UnidentifiedImageError, some truncated ones as SyntaxError.
         try:
-            rgb, depth_m = decode_rgbd_row(row)
+            rgb = _decode_rgb(row["image"])
         except RGBDCorpusFormatError:
             raise
-        except (OSError, ValueError, SyntaxError, EOFError) as error:
-            # PIL reports corrupt files as OSError / UnidentifiedImageError, some truncated ones as SyntaxError.
-            self._record_skip("unreadable", label, f"{type(error).__name__}: {error}", _batch)
+        except _UNREADABLE_ERRORS as error:
+            file = _cell_path(row, "image")
+            where = f"image {file!r}" if file else "image"
+            self._record_skip("unreadable_image", label, f"unreadable {where}: {type(error).__name__}: {error}", _batch)
             return None
-        if self.require_same_size and rgb.shape[:2] != depth_m.shape:
-            self._record_skip(
-                "size_mismatch", label, f"RGB {rgb.shape[:2]} and depth {depth_m.shape} differ in size", _batch
-            )
+        try:
+            depth_m = _decode_depth(row["depth"], scale)
+        except RGBDCorpusFormatError:
+            raise
+        except _UNREADABLE_ERRORS as error:
+            file = _cell_path(row, "depth")
+            where = f"depth {file!r}" if file else "depth"
+            self._record_skip("unreadable_depth", label, f"unreadable {where}: {type(error).__name__}: {error}", _batch)
             return None
+        resized = False
+        if rgb.shape[:2] != depth_m.shape:
+            if self.resize_depth and same_view(rgb.shape[:2], depth_m.shape):
+                depth_m = resize_depth_nearest(depth_m, *rgb.shape[:2])
+                resized = True
+            elif self.require_same_size:
+                self._record_skip(
+                    "size_mismatch",
+                    label,
+                    f"RGB {rgb.shape[:2]} and depth {depth_m.shape} are not one view (aspect ratios differ by more "
+                    f"than {ASPECT_TOLERANCE:.0%})",
+                    _batch,
+                )
+                return None
         num_valid = int(np.count_nonzero(depth_m > 0))
         if num_valid < self.min_valid_pixels:
             self._record_skip(
@@ -435,9 +575,10 @@ class RGBDSampleDecoder:
             )
             return None
         intrinsics = row.get("intrinsics")
-        self.stats.decoded += 1
-        if _batch is not None:
-            _batch.stats.decoded += 1
+        for stats in (self.stats, None if _batch is None else _batch.stats):
+            if stats is not None:
+                stats.decoded += 1
+                stats.resized_depth += int(resized)
         return RGBDSample(
             rgb=rgb,
             depth_m=depth_m,
@@ -457,8 +598,10 @@ class RGBDSampleDecoder:
         return batch
 
     def iterate(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[RGBDSample]:
-        """Decode rows one by one (e.g. iterate a dataset), yielding only the good samples."""
-        for index, row in enumerate(rows):
+        """Decode rows one by one (a list, or a `Dataset` / `IterableDataset` such as `load_corpus` returns: its image
+        columns are read undecoded, so a corrupt row is skipped and counted rather than raised inside `datasets`),
+        yielding only the good samples."""
+        for index, row in enumerate(_undecoded(rows)):
             sample = self.decode(row, index)
             if sample is not None:
                 yield sample
@@ -612,35 +755,56 @@ def _is_png(path: Path) -> bool:
         return handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def _depth_entry(path: Path, depth_format: str) -> tuple[dict, float, tuple[int, int]]:
-    """The ``depth`` cell, its ``depth_scale`` and its (H, W) for one depth file."""
+def _depth_entry(path: Path, depth_format: str, checked: bool = False) -> tuple[dict, float]:
+    """The ``depth`` cell and its ``depth_scale`` for one depth file (`checked`: `_check_pair` has read it)."""
     from vanishing_depth.processing.depth_io import DEPTH_FORMATS, encode_depth, load_depth
 
-    depth_m = load_depth(path, depth_format)  # validates: 8-bit, colour, negative values, wrong format
     if depth_format in COUNT_FORMATS:
         scale = float(DEPTH_FORMATS[depth_format].metres_per_unit)
         if _is_png(path):
+            if not checked:
+                load_depth(path, depth_format)  # validates: 8-bit, colour, negative values, wrong format
             # Keep the original 16-bit PNG bytes: no re-encoding, exact counts.
-            return {"bytes": path.read_bytes(), "path": path.name}, scale, depth_m.shape
+            return {"bytes": path.read_bytes(), "path": path.name}, scale
         # 16-bit counts in another container (TIFF, .npy): re-encoding as PNG is lossless for these formats.
-        counts = encode_depth(depth_m, depth_format)
-        return {"bytes": _encode_png16(counts), "path": path.stem + ".png"}, scale, depth_m.shape
-    return {"bytes": _encode_float_tiff(depth_m), "path": path.stem + ".tiff"}, 1.0, depth_m.shape
+        counts = encode_depth(load_depth(path, depth_format), depth_format)
+        return {"bytes": _encode_png16(counts), "path": path.stem + ".png"}, scale
+    return {"bytes": _encode_float_tiff(load_depth(path, depth_format)), "path": path.stem + ".tiff"}, 1.0
+
+
+def _check_pair(rgb_path: Path, depth_path: Path, depth_format: str) -> tuple[Path, str] | None:
+    """Read one pair fully; ``(bad file, reason)`` when it cannot become a usable row, else None."""
+    from vanishing_depth.processing.depth_io import load_depth
+
+    try:
+        with PILImage.open(rgb_path) as image:
+            image.load()  # the whole file: a truncated JPEG fails here, not in the middle of a training run
+            rgb_size = (image.height, image.width)
+    except _UNREADABLE_ERRORS as error:
+        return rgb_path, f"unreadable RGB image: {type(error).__name__}: {error}"
+    try:
+        depth_size = tuple(load_depth(depth_path, depth_format).shape)
+    except _UNREADABLE_ERRORS as error:
+        return depth_path, f"unreadable depth ({depth_format!r}): {type(error).__name__}: {error}"
+    if rgb_size != depth_size:
+        if not same_view(rgb_size, depth_size):
+            return depth_path, (
+                f"depth {depth_size[0]}x{depth_size[1]} is not the view of RGB {rgb_path.name!r} "
+                f"{rgb_size[0]}x{rgb_size[1]} (aspect ratios differ by more than {ASPECT_TOLERANCE:.0%})"
+            )
+        logger.info(
+            "%s: depth %s and RGB %s differ in resolution, not in view; the decoder resizes depth (nearest neighbour).",
+            depth_path,
+            depth_size,
+            rgb_size,
+        )
+    return None
 
 
 def _folder_rows(pairs: list[tuple[str, str, str]], depth_format: str, source_name: str, intrinsics: Any, **_stamp):
     for rgb_path, depth_path, frame_id in pairs:
         rgb_path, depth_path = Path(rgb_path), Path(depth_path)
-        with PILImage.open(rgb_path) as image:
-            rgb_size = (image.height, image.width)  # header only; checked again at decode time
-        depth_cell, scale, depth_size = _depth_entry(depth_path, depth_format)
-        if rgb_size != tuple(depth_size):
-            logger.warning(
-                "%s: RGB %s and depth %s sizes differ; RGBDSampleDecoder(require_same_size=True) will skip this frame.",
-                frame_id,
-                rgb_size,
-                tuple(depth_size),
-            )
+        depth_cell, scale = _depth_entry(depth_path, depth_format, checked=True)
         frame_intrinsics = intrinsics.get(frame_id) if isinstance(intrinsics, Mapping) else intrinsics
         yield {
             "image": {"bytes": rgb_path.read_bytes(), "path": rgb_path.name},
@@ -661,6 +825,8 @@ def build_corpus_from_folder(
     match: str = "stem",
     pairs_file: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    on_bad_file: str = "skip",
+    bad_files: list | None = None,
 ):
     """Convert a folder of RGB frames and a folder of depth maps into a corpus `datasets.Dataset`.
 
@@ -678,7 +844,14 @@ def build_corpus_from_folder(
     Storage: RGB keeps the original file bytes. Depth formats that are a plain scale (``"mm"`` 0.001, ``"kitti"``
     1/256, ``"tum"`` 1/5000) keep their 16-bit counts (the original PNG bytes) with that ``depth_scale``; formats that
     need decoding (``"sunrgbd"``, ``"nyu_raw"``, ``"float"``) are stored as float32 metres (TIFF, ``depth_scale``
-    1.0). Each depth file is read once with `depth_io.load_depth` to validate it (8-bit and colour maps raise).
+    1.0).
+
+    Bad files: every pair is read in full first (with a progress bar). A pair whose RGB or depth file cannot be read
+    (corrupt, truncated, 8-bit or colour depth, negative values, a wrong format) or whose depth is not the RGB's view
+    (another aspect ratio) is a bad pair: with ``on_bad_file="skip"`` it is left out, the file and the reason are
+    logged and appended to `bad_files` as ``(path, reason)``; with ``"raise"`` the first one raises a ValueError
+    naming the file. Depth of the RGB's aspect ratio but another resolution is kept (the decoder resizes it with
+    nearest neighbour).
 
     Args:
         rgb_dir, depth_dir: the two folders (may be the same folder if the suffixes tell RGB and depth apart, e.g.
@@ -688,13 +861,24 @@ def build_corpus_from_folder(
         intrinsics: ``(fx, fy, cx, cy)`` in pixels for every frame, a mapping ``frame_id -> (fx, fy, cx, cy)``
             (frames not in it get null), or None.
         cache_dir: where `datasets` writes the Arrow cache (default: the `datasets` cache).
+        on_bad_file: ``"skip"`` (default) or ``"raise"``.
+        bad_files: a list that receives ``(path, reason)`` for every skipped pair.
 
     Returns:
         A `datasets.Dataset` with `RGBD_CORPUS_FEATURES`.
+
+    Raises:
+        ValueError: bad arguments, unmatched files, or no good pair at all (the message lists the bad files).
     """
+    from tqdm.auto import tqdm
+
     _check_depth_format(depth_format)
     if not isinstance(source_name, str) or not source_name:
         raise ValueError(f"`source_name` must be a non-empty string, got {source_name!r}.")
+    if on_bad_file not in ("skip", "raise"):
+        raise ValueError(f"`on_bad_file` must be 'skip' or 'raise', got {on_bad_file!r}.")
+    if bad_files is not None and not isinstance(bad_files, list):
+        raise ValueError(f"`bad_files` must be a list (it receives (path, reason) pairs) or None, got {bad_files!r}.")
     # Tuples, not lists: `datasets` treats list-valued generator arguments as shards.
     if isinstance(intrinsics, Mapping):
         intrinsics = {str(k): tuple(_check_intrinsics(v, f"intrinsics[{k!r}]")) for k, v in intrinsics.items()}
@@ -711,21 +895,45 @@ def build_corpus_from_folder(
         if unknown:
             raise ValueError(f"`intrinsics` names frame ids that are not in the folders: {unknown[:20]}.")
 
+    good, bad = [], []
+    for rgb, depth, frame_id in tqdm(rows, desc="checking RGB-D pairs", unit="pair", leave=False):
+        problem = _check_pair(Path(rgb), Path(depth), depth_format)
+        if problem is None:
+            good.append((rgb, depth, frame_id))
+            continue
+        path, reason = problem
+        if on_bad_file == "raise":
+            raise ValueError(f"{path}: {reason}.")
+        logger.warning("build_corpus_from_folder: skipping %s: %s.", path, reason)
+        bad.append((str(path), reason))
+    if bad_files is not None:
+        bad_files.extend(bad)
+    if not good:
+        listed = "; ".join(f"{path}: {reason}" for path, reason in bad[:10])
+        raise ValueError(
+            f"no usable RGB-D pair in {str(rgb_dir)!r} / {str(depth_dir)!r}: all {len(bad)} are bad ({listed})."
+        )
+    if bad:
+        logger.warning("build_corpus_from_folder: %d of %d pairs skipped as bad files.", len(bad), len(rows))
+    if isinstance(intrinsics, Mapping):
+        kept = {frame_id for _, _, frame_id in good}
+        intrinsics = {k: v for k, v in intrinsics.items() if k in kept}
+
     # The stamp makes the `datasets` cache key depend on the files' sizes and mtimes, not only their paths.
     digest = hashlib.sha256()
-    for rgb, depth, _ in rows:
+    for rgb, depth, _ in good:
         for path in (rgb, depth):
             stat = os.stat(path)
             digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     logger.info(
-        "build_corpus_from_folder: %d pairs from %s and %s (format %r).", len(rows), rgb_dir, depth_dir, depth_format
+        "build_corpus_from_folder: %d pairs from %s and %s (format %r).", len(good), rgb_dir, depth_dir, depth_format
     )
     return Dataset.from_generator(
         _folder_rows,
         features=rgbd_corpus_features(),
         cache_dir=None if cache_dir is None else str(cache_dir),
         gen_kwargs={
-            "pairs": rows,
+            "pairs": good,
             "depth_format": depth_format,
             "source_name": source_name,
             "intrinsics": intrinsics,

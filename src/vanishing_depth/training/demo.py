@@ -47,7 +47,7 @@ def median_fill(sparse_m: torch.Tensor) -> torch.Tensor:
     return torch.full_like(sparse_m, float(values.median()) if values.numel() else 0.0)
 
 
-def demo_arguments(output_dir: Path, max_steps: int, seed: int):
+def demo_arguments(output_dir: Path, max_steps: int, seed: int, overwrite: bool = False):
     from .pretrain import PretrainingArguments
 
     return PretrainingArguments(
@@ -78,6 +78,7 @@ def demo_arguments(output_dir: Path, max_steps: int, seed: int):
         validation_frames=4,
         logging_steps=25,
         seed=seed,
+        overwrite=overwrite,
         report_to="none",
     )
 
@@ -185,29 +186,27 @@ def eval_results(table: dict) -> dict:
     return {"results": results}
 
 
-def run_demo(output_root: str | Path = "outputs", max_steps: int = 1800, seed: int = 0) -> dict:
-    from .pretrain import build_model, pretrain, write_card
+def run_demo(
+    output_root: str | Path = "outputs", max_steps: int = 1800, seed: int = 0, overwrite: bool = False
+) -> dict:
+    """Pretrain on the bundled corpus, evaluate completion, save. A used `output_root/vanishing-depth-dinov2-demo` is
+    refused (as any pretraining output folder) unless `overwrite` (`make demo` passes it: it re-runs its own demo)."""
+    from .pretrain import build_model, pretrain, write_card, write_json
 
     output_root = Path(output_root)
     model_dir = output_root / "vanishing-depth-dinov2-demo"
-    args = demo_arguments(model_dir, max_steps, seed)
+    args = demo_arguments(model_dir, max_steps, seed, overwrite)
     untrained = build_model(args)  # same seed and shape: the "before pretraining" reference
     start = time.perf_counter()
     summary = pretrain(args)
     train_seconds = time.perf_counter() - start
     table = evaluate_completion(model_dir, untrained, seed=seed)
-    (model_dir / "completion_metrics.json").write_text(
-        json.dumps(
-            {
-                "densities": list(DEMO_DENSITIES),
-                "table": table,
-                "train_seconds": train_seconds,
-                "steps": summary["steps"],
-            },
-            indent=2,
-        )
+    write_json(
+        model_dir / "completion_metrics.json",
+        {"densities": list(DEMO_DENSITIES), "table": table, "train_seconds": train_seconds, "steps": summary["steps"]},
+        indent=2,
     )
-    (model_dir / "eval_results.json").write_text(json.dumps(eval_results(table), indent=2))
+    write_json(model_dir / "eval_results.json", eval_results(table), indent=2)
     plot_rmse(table, model_dir / "rmse_vs_density.png")
     write_card(model_dir, args)  # again, now with the evaluation numbers
     print(format_table(table))
@@ -228,7 +227,10 @@ def add_demo_subcommand(subparsers) -> None:
     parser.add_argument("--output-dir", default="outputs")
     parser.add_argument("--max-steps", type=int, default=1800)
     parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=lambda a: run_demo(a.output_dir, a.max_steps, a.seed) and 0)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace OUTPUT_DIR/vanishing-depth-dinov2-demo if it holds a run."
+    )
+    parser.set_defaults(func=lambda a: run_demo(a.output_dir, a.max_steps, a.seed, a.overwrite) and 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,48 @@ and as ``vanishing-depth pretrain``; arguments are the `PretrainingArguments` da
 `HfArgumentParser` from flags or from a YAML file (``--config file.yaml``; flags override the file).
 
 Data order is a pure function of (seed, step, process): batch ``s`` of process ``r`` is drawn with a generator
-seeded by (seed, s, r): pick a corpus with equal probability (METHOD §2.8), then a uniform frame of this process's
-shard (``split_dataset_by_node``), then the crops, jitter, depth randomisation and masks. A resumed run therefore
-continues exactly where it stopped (the data order, the random streams and the OneCycle schedule), and its losses match
-an uninterrupted run step for step. Checkpoints are Accelerate ``save_state`` folders under
-``output_dir/checkpoints/step-N`` with ``checkpoints/latest`` pointing at the newest; a run killed mid-step loses at
-most the steps since its last checkpoint.
+seeded by (seed, s, r): pick a corpus with equal probability (METHOD §2.8), then uniform frames of this process's
+shard of that corpus (``split_dataset_by_node``) until one is usable (a skipped row is replaced by another row of the
+same corpus, so bad rows never shift the equal weighting), then the crops, jitter, depth randomisation and masks.
+
+Output folder
+-------------
+A run writes into an empty (or new) ``output_dir``. A non-empty one is refused before anything is written, unless the
+run continues the run stored there (``--resume OUT/checkpoints/...`` with ``--output-dir OUT``) or ``--overwrite`` is
+given, which deletes everything in it first. ``--overwrite`` is refused where it would delete the checkpoint being
+resumed from or a corpus being read.
+
+Checkpoints (no pickle)
+-----------------------
+``output_dir/checkpoints/step-N`` holds only safetensors and strict JSON: ``model.safetensors`` (all weights),
+``optimizer.safetensors`` (AdamW moments and step counts) + ``optimizer.json`` (param groups), ``rng_state_R.safetensors``
+per process R (torch CPU/CUDA, numpy and python ``random`` states), ``stream_position_R.json`` (streaming),
+``scaler.json`` (fp16) and ``training_state.json`` (written last: run id, step, loss history, arguments, row counts).
+``checkpoints/latest`` points at the newest. A checkpoint is written to ``.step-N.partial`` and renamed when complete,
+so a kill mid-save leaves no half checkpoint under a ``step-N`` name. Pruning (``checkpoints_total_limit``) deletes only
+older checkpoints of the same run id. ``--resume`` refuses a checkpoint holding pickle files (``.pkl``, ``.bin``,
+``.pt``, ...; e.g. one written by Accelerate's ``save_state``) unless ``--allow-pickle`` is given, and then reads the
+files it needs with ``torch.load(weights_only=True)`` only; other pickle files are never read.
+
+Resume
+------
+With unchanged arguments a resumed run continues exactly: the same data, random streams, schedule and optimizer
+state, so its losses and weights match an uninterrupted run bit for bit. Changed arguments take effect from the
+resumed step on: the OneCycle schedule is rebuilt for the new ``max_steps`` / learning rates / ``pct_start`` /
+``div_factor`` / ``final_div_factor`` and evaluated at the resumed step (so a longer ``max_steps`` extends the
+schedule, and a new learning rate is the new peak of the rebuilt schedule), the optimizer keeps its moments, and data
+and masking arguments apply to the steps still to come; the changes are logged. Arguments that define the model
+(``rgb_backbone``, ``model_shape``, ``config_overrides``, and ``image_size`` for a random-init model), and a
+``max_steps`` below the checkpoint's step, are refused before the first step. Resuming in place (``--output-dir`` is
+the folder of the checkpoint) keeps the log up to the resumed step; it is refused when a newer checkpoint of the same
+run would be overwritten.
+
+Bad rows
+--------
+Rows that cannot be used are skipped and counted by cause (unreadable image, unreadable depth, size mismatch, too few
+valid pixels; `vanishing_depth.training.corpora.RGBDSampleDecoder`), for training and validation alike, in every
+``training_log.jsonl`` record, the summary and the final log line. The run fails, saying so, when more than
+``max_bad_row_share`` of the rows read from one corpus (or from the validation corpus) are bad.
 """
 
 from __future__ import annotations
@@ -18,9 +54,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
+import random
+import shutil
 import sys
 import time
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +73,19 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 VALIDATION_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+#: Why rows are skipped (`vanishing_depth.training.corpora.SKIP_CAUSES`), and the row counts every batch carries.
+SKIP_CAUSES = ("unreadable_image", "unreadable_depth", "size_mismatch", "too_few_valid")
+ROW_COUNT_KEYS = ("decoded", *SKIP_CAUSES, "resized_depth")
+#: A training corpus's bad-row share is judged once this many of its rows (or all of them) were read.
+MIN_ROWS_FOR_SHARE = 20
+#: Draws of one corpus for one batch slot before the corpus is declared unusable.
+MAX_DRAWS_PER_FRAME = 50
+
+CHECKPOINT_FORMAT = "vanishing-depth-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+#: File name endings of pickle-based files (torch.save, Accelerate save_state, pickle.dump).
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt", ".pck")
 
 # Random-init RGB backbones of real DINOv2 shapes, for runs without reachable weights (tests, the demo).
 MODEL_SHAPES = {
@@ -56,7 +110,19 @@ class PretrainingArguments:
             "file. Without it a random-init model of --model-shape is built (no weights needed)."
         },
     )
-    allow_pickle: bool = field(default=False, metadata={"help": "Allow loading a pickled .pth RGB checkpoint."})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow reading pickle files: a .pth RGB backbone, and a --resume checkpoint that holds pickle "
+            "files (an older or Accelerate checkpoint). Even then they are read with torch.load(weights_only=True)."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a non-empty --output-dir wholly: everything in it is deleted before the run starts."
+        },
+    )
     model_shape: str = field(
         default="small", metadata={"help": f"Random-init shape when no --rgb-backbone: {list(MODEL_SHAPES)}."}
     )
@@ -98,10 +164,25 @@ class PretrainingArguments:
     mask_max_fraction: float = field(default=0.99, metadata={"help": "... and at most this (METHOD §2.4: 0.99)."})
     crop_scale_min: float = field(default=0.08, metadata={"help": "RandomResizedCrop minimum area share."})
     min_valid_pixels: int = field(default=100)
+    max_bad_row_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "The run fails when more than this share of the rows read from one training corpus (once 20 "
+            "rows or all of its rows were read) or from --validation-dataset are bad (skipped for any cause)."
+        },
+    )
     seed: int = field(default=0)
     checkpointing_steps: int = field(default=500)
-    checkpoints_total_limit: int = field(default=3)
-    resume: str | None = field(default=None, metadata={"help": "A checkpoint folder (e.g. OUT/checkpoints/latest)."})
+    checkpoints_total_limit: int = field(
+        default=3, metadata={"help": "Checkpoints of this run kept (older ones of this run are deleted); 0 keeps all."}
+    )
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint folder (e.g. OUT/checkpoints/latest). With --output-dir OUT the run continues in "
+            "place; with a new --output-dir it continues there."
+        },
+    )
     validation_steps: int = field(default=500)
     validation_frames: int = field(default=8, metadata={"help": "Held-out frames used for validation."})
     logging_steps: int = field(default=10)
@@ -118,9 +199,26 @@ class PretrainingArguments:
             raise ValueError(f"`model_shape` must be one of {list(MODEL_SHAPES)}, got {self.model_shape!r}.")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"`mixed_precision` must be no, fp16 or bf16, got {self.mixed_precision!r}.")
-        for name in ("per_device_batch_size", "max_steps", "gradient_accumulation_steps", "checkpointing_steps"):
+        for name in (
+            "per_device_batch_size",
+            "max_steps",
+            "gradient_accumulation_steps",
+            "checkpointing_steps",
+            "validation_steps",
+            "validation_frames",
+            "logging_steps",
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+                raise ValueError(f"`{name}` must be an int >= 1, got {getattr(self, name)!r}.")
+        if self.checkpoints_total_limit < 0:
+            raise ValueError(
+                f"`checkpoints_total_limit` must be an int >= 0 (0 keeps all), got {self.checkpoints_total_limit!r}."
+            )
+        if not 0.0 <= self.pct_start < 1.0:
+            raise ValueError(f"`pct_start` must be a share in [0, 1) (the OneCycle warm-up), got {self.pct_start!r}.")
+        share = self.max_bad_row_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ValueError(f"`max_bad_row_share` must be a number in [0, 1] (a share of rows), got {share!r}.")
         if isinstance(self.dataset, str):
             self.dataset = [self.dataset]
 
@@ -198,8 +296,13 @@ class PretrainingBatchAssembler:
         rgb, depth = augment_rgbd_pair(rgb, depth, size, generator=generator, crop_scale=(args.crop_scale_min, 1.0))
         return (rgb, depth) if int((depth > 0).sum()) >= args.min_valid_pixels else None
 
-    def batch(self, step: int, generator: torch.Generator, crops: list, skip_stats) -> dict[str, torch.Tensor]:
-        """Stack the crops and apply the depth randomisation, noise and masks of the step's curriculum epoch."""
+    def batch(
+        self, step: int, generator: torch.Generator, crops: list, row_counts: torch.Tensor, crops_redrawn: int
+    ) -> dict[str, torch.Tensor]:
+        """Stack the crops and apply the depth randomisation, noise and masks of the step's curriculum epoch.
+
+        ``row_counts`` (corpora, len(ROW_COUNT_KEYS)) and ``crops_redrawn`` are what building this batch read and
+        skipped (not running totals), so the loop can add them up whichever DataLoader worker built the batch."""
         depths = torch.stack([depth for _, depth in crops])
         transformed = self.depth_transform(depths, generator=generator, epoch=self.epoch_at(step))
         return {
@@ -208,18 +311,25 @@ class PretrainingBatchAssembler:
             "target_depth": transformed["target_depth"],
             "removed_mask": transformed["removed_mask"],
             "removed_fraction": transformed["removed_fraction"],
-            "skipped": torch.tensor(
-                [skip_stats.skipped_too_few_valid, skip_stats.skipped_unreadable], dtype=torch.int64
-            ),
+            "row_counts": row_counts.to(torch.int64),
+            "crops_redrawn": torch.tensor(crops_redrawn, dtype=torch.int64),
         }
+
+
+def _stats_row(stats) -> list[int]:
+    """An `RGBDSkipStats` as the counts of `ROW_COUNT_KEYS`."""
+    values = {"decoded": stats.decoded, "resized_depth": stats.resized_depth, **stats.skipped_by_cause()}
+    return [int(values[key]) for key in ROW_COUNT_KEYS]
 
 
 class PretrainingBatches(torch.utils.data.Dataset):
     """Map-style view where item ``s`` is the whole batch of optimizer micro-step ``s`` for this process.
 
     Use with a DataLoader over ``range(start, total)`` (``batch_size=None``) so workers prefetch batches in order.
-    Frames with fewer than `min_valid_pixels` valid depth pixels or unreadable rows are skipped, counted and
-    replaced by another draw.
+    Each frame slot picks a corpus with equal probability, then rows of that corpus until one gives a usable crop:
+    a skipped row (unreadable image or depth, size mismatch, too few valid pixels; counted per corpus by its own
+    decoder) or a crop with too few valid pixels (counted as ``crops_redrawn``) is replaced by another row of the
+    same corpus, so bad rows never move weight from one corpus to another.
     """
 
     def __init__(self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int) -> None:
@@ -227,7 +337,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
 
         self.args, self.rank, self.total = args, rank, total
         self.corpora = corpora
-        self.decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
+        self.decoders = [RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels) for _ in corpora]
         self.assembler = PretrainingBatchAssembler(args, world_size)
         # Small corpora are decoded once and kept: the demo's 22 frames are re-drawn thousands of times.
         self._cache: dict[tuple[int, int], Any] = {}
@@ -239,11 +349,15 @@ class PretrainingBatches(torch.utils.data.Dataset):
     def epoch_at(self, step: int) -> float:
         return self.assembler.epoch_at(step)
 
+    def row_counts(self) -> torch.Tensor:
+        """Running (corpora, len(ROW_COUNT_KEYS)) counts of the rows this process's decoders read."""
+        return torch.tensor([_stats_row(decoder.stats) for decoder in self.decoders], dtype=torch.int64)
+
     def _sample(self, corpus_index: int, row_index: int):
         key = (corpus_index, row_index)
         if key in self._cache:
             return self._cache[key]
-        sample = self.decoder.decode(self.corpora[corpus_index][row_index], index=row_index)
+        sample = self.decoders[corpus_index].decode(self.corpora[corpus_index][row_index], index=row_index)
         if sample is not None and not sample.rgb.flags.writeable:
             sample.rgb = sample.rgb.copy()  # copy once here rather than on every later draw
         if len(self._cache) < self._cache_limit:
@@ -252,25 +366,32 @@ class PretrainingBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         args = self.args
+        before = self.row_counts()
         generator = _step_generator(args.seed, step, self.rank)
-        crops = []
-        attempts = 0
+        crops, redrawn = [], 0
         while len(crops) < args.per_device_batch_size:
-            attempts += 1
-            if attempts > 50 * args.per_device_batch_size:
-                raise RuntimeError(
-                    f"step {step}: could not draw {args.per_device_batch_size} usable frames in {attempts} tries; "
-                    f"skip counts so far: {self.decoder.stats.as_dict()}"
-                )
             corpus_index = int(torch.randint(len(self.corpora), (), generator=generator))
-            row_index = int(torch.randint(len(self.corpora[corpus_index]), (), generator=generator))
-            sample = self._sample(corpus_index, row_index)
-            if sample is None:  # skipped and counted by the decoder
-                continue
-            crop = self.assembler.augment(sample, generator)
-            if crop is not None:
-                crops.append(crop)
-        return self.assembler.batch(step, generator, crops, self.decoder.stats)
+            corpus = self.corpora[corpus_index]
+            crop = None
+            for _ in range(MAX_DRAWS_PER_FRAME):
+                row_index = int(torch.randint(len(corpus), (), generator=generator))
+                sample = self._sample(corpus_index, row_index)
+                if sample is None:  # skipped and counted by the corpus's decoder
+                    continue
+                crop = self.assembler.augment(sample, generator)
+                if crop is not None:
+                    break
+                redrawn += 1
+            if crop is None:
+                counts = dict(zip(ROW_COUNT_KEYS, _stats_row(self.decoders[corpus_index].stats)))
+                raise ValueError(
+                    f"step {step}: no usable frame in {MAX_DRAWS_PER_FRAME} draws from corpus "
+                    f"{args.dataset[corpus_index]!r} (process {self.rank}); its rows read so far: {counts}, crops "
+                    f"with fewer than min_valid_pixels={args.min_valid_pixels} valid pixels redrawn: {redrawn}. Fix or "
+                    "remove its bad files, or lower --min-valid-pixels."
+                )
+            crops.append(crop)
+        return self.assembler.batch(step, generator, crops, self.row_counts() - before, redrawn)
 
 
 def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: int) -> list:
@@ -296,7 +417,8 @@ def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: in
 
 class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
     """Streaming corpora: the equal-probability mix of `prepare_pretraining_corpus`, sharded per process. Resuming
-    skips the rows already consumed (exact, but it re-reads them)."""
+    skips the rows already consumed (exact, but it re-reads them). Row counts are kept for the mix as a whole (one
+    bucket); a skipped row is replaced by the stream's next row, which may come from another corpus."""
 
     def __init__(
         self, args: PretrainingArguments, rank: int, world_size: int, start_step: int, total: int, skip_samples: int = 0
@@ -323,15 +445,21 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
         for _ in range(self.skip_samples):
             next(samples)
             consumed += 1
+        # Rows re-read to reach the resume position were counted by the checkpointed run already.
+        previous = torch.tensor([_stats_row(self.corpus.decoder.stats)], dtype=torch.int64)
         for step in range(self.start_step, self.total):
             generator = _step_generator(args.seed, step, self.rank)
-            crops = []
+            crops, redrawn = [], 0
             while len(crops) < args.per_device_batch_size:
                 crop = self.assembler.augment(next(samples), generator)
                 consumed += 1
                 if crop is not None:
                     crops.append(crop)
-            batch = self.assembler.batch(step, generator, crops, self.corpus.decoder.stats)
+                else:
+                    redrawn += 1
+            current = torch.tensor([_stats_row(self.corpus.decoder.stats)], dtype=torch.int64)
+            batch = self.assembler.batch(step, generator, crops, current - previous, redrawn)
+            previous = current
             batch["stream_position"] = torch.tensor(consumed, dtype=torch.int64)
             yield batch
 
@@ -393,11 +521,16 @@ def build_optimizer(model, args: PretrainingArguments):
         ],
         weight_decay=args.weight_decay,
     )
+    pct_start = args.pct_start
+    while float(pct_start * args.max_steps) - 1 == 0:
+        # torch's OneCycleLR divides by zero when its warm-up ends exactly at step 0 (pct_start * max_steps == 1,
+        # e.g. 0.2 * 5); one ulp less gives the same schedule (the peak at step 0) without the division.
+        pct_start = math.nextafter(pct_start, 0.0)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=[args.learning_rate, args.decoder_learning_rate],
         total_steps=args.max_steps,
-        pct_start=args.pct_start,
+        pct_start=pct_start,
         div_factor=args.div_factor,
         final_div_factor=args.final_div_factor,
     )
@@ -407,16 +540,85 @@ def build_optimizer(model, args: PretrainingArguments):
 # ----------------------------------------------------------------------------------------------------------------------
 # Validation (METHOD §2.9) with masks fixed on disk
 # ----------------------------------------------------------------------------------------------------------------------
-def prepare_validation(args: PretrainingArguments, output_dir: Path) -> dict[str, torch.Tensor] | None:
-    """Held-out frames centre-resized to the training size and their removal masks at fixed fractions, created once
-    (seeded) and stored in ``validation_set.safetensors`` so every evaluation and every resumed run use the same."""
-    from safetensors.torch import load_file, save_file
+def _validation_key(args: PretrainingArguments) -> dict[str, Any]:
+    return {
+        "validation_dataset": args.validation_dataset,
+        "validation_split": args.validation_split,
+        "validation_frames": args.validation_frames,
+        "image_size": args.image_size,
+        "min_valid_pixels": args.min_valid_pixels,
+    }
 
+
+def _check_bad_share(counts: dict[str, int], limit: float, what: str) -> None:
+    """Raise when more than `limit` of the rows read (``counts``: `ROW_COUNT_KEYS`) are bad."""
+    bad = sum(counts[cause] for cause in SKIP_CAUSES)
+    read = bad + counts["decoded"]
+    if read and bad > limit * read:
+        causes = ", ".join(f"{cause.replace('_', ' ')} {counts[cause]}" for cause in SKIP_CAUSES if counts[cause])
+        raise ValueError(
+            f"{what}: {bad} of the {read} rows read are bad ({causes}): more than max_bad_row_share={limit:g} "
+            f"({limit:.0%}). Fix or remove the bad files (the log names each), or raise --max-bad-row-share."
+        )
+
+
+def prepare_validation(
+    args: PretrainingArguments, output_dir: Path
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, int]]:
+    """Held-out frames centre-resized to the training size and their removal masks at fixed fractions, created once
+    (seeded) and stored in ``validation_set.safetensors`` so every evaluation and every resumed run use the same.
+
+    Rows of ``--validation-dataset`` are read in order until `validation_frames` usable frames are found; skipped
+    rows are counted by cause (returned as ``{key: count}`` of `ROW_COUNT_KEYS` and kept in the file's metadata).
+
+    Raises:
+        ValueError: more than `max_bad_row_share` of the rows read are bad, or no usable frame at all.
+    """
+    tensors, counts, built = load_or_build_validation(args, output_dir / "validation_set.safetensors")
+    if built:
+        save_validation_set(output_dir / "validation_set.safetensors", tensors, args, counts)
+    return tensors, counts
+
+
+def save_validation_set(path: Path, tensors: dict[str, torch.Tensor], args: PretrainingArguments, counts) -> None:
+    from safetensors.torch import save_file
+
+    metadata = {"vanishing_depth_validation": strict_json({"key": _validation_key(args), "rows": counts})}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_or_build_validation(
+    args: PretrainingArguments, path: Path, reuse: bool = True
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, int], bool]:
+    """The validation set: read from `path` when `reuse` and it was built for the same validation arguments, else
+    built from ``--validation-dataset`` (nothing is written). Returns (tensors or None, row counts, built)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    empty = dict.fromkeys(ROW_COUNT_KEYS, 0)
     if not args.validation_dataset:
-        return None
-    path = output_dir / "validation_set.safetensors"
-    if path.is_file():
-        return load_file(str(path))
+        return None, empty, False
+    key = _validation_key(args)
+    if reuse and path.is_file():
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = json.loads((handle.metadata() or {}).get("vanishing_depth_validation", "{}"))
+            tensors = load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - any damage: name the file
+            raise ValueError(
+                f"{path}: cannot be read as the validation set ({type(error).__name__}: {error}); delete it to build "
+                "it again from --validation-dataset."
+            ) from None
+        if metadata.get("key") == key:
+            counts = {k: int(metadata.get("rows", {}).get(k, 0)) for k in ROW_COUNT_KEYS}
+            return tensors, counts, False
+        logger.warning(
+            "%s was built for %s, the run now asks for %s: building it again (validation numbers before and after "
+            "this point are not comparable).",
+            path,
+            metadata.get("key"),
+            key,
+        )
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
     from ..processing.augmentation import VanishingDepthMasker
     from .corpora import RGBDSampleDecoder, load_corpus
@@ -425,15 +627,19 @@ def prepare_validation(args: PretrainingArguments, output_dir: Path) -> dict[str
     decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
     processor = VanishingDepthImageProcessor(size={"height": args.image_size, "width": args.image_size})
     rgbs, depths = [], []
-    for index in range(min(len(corpus), args.validation_frames)):
-        sample = decoder.decode(corpus[index], index=index)
-        if sample is None:
-            continue
+    for sample in decoder.iterate(corpus):  # undecoded rows: a corrupt one is skipped and counted, not raised
         inputs = processor(images=sample.rgb, depth=sample.depth_m)
         rgbs.append(inputs["pixel_values"][0])
         depths.append(inputs["depth_values"][0])
+        if len(rgbs) == args.validation_frames:
+            break
+    counts = dict(zip(ROW_COUNT_KEYS, _stats_row(decoder.stats)))
+    what = f"validation_dataset {args.validation_dataset!r} (split {args.validation_split!r})"
+    _check_bad_share(counts, args.max_bad_row_share, what)
     if not rgbs:
-        raise ValueError(f"no usable validation frame in {args.validation_dataset!r}: {decoder.stats.as_dict()}")
+        raise ValueError(f"{what}: no usable validation frame; rows read: {counts}.")
+    if any(counts[cause] for cause in SKIP_CAUSES):
+        logger.warning("%s: skipped rows by cause: %s.", what, {c: counts[c] for c in SKIP_CAUSES})
     rgb, depth = torch.stack(rgbs), torch.stack(depths)
     masker = VanishingDepthMasker(p_pixel=0.5, p_perlin=0.5)  # validation mix: i.i.d. 50 %, Perlin 25 %, blocky 25 %
     generator = torch.Generator().manual_seed(12345)
@@ -441,8 +647,7 @@ def prepare_validation(args: PretrainingArguments, output_dir: Path) -> dict[str
     for fraction in VALIDATION_FRACTIONS:
         _, removed, _ = masker(depth, fraction=fraction, generator=generator)
         tensors[f"removed_{fraction:.1f}"] = removed.contiguous()
-    save_file(tensors, str(path))
-    return tensors
+    return tensors, counts, True
 
 
 @torch.no_grad()
@@ -467,7 +672,46 @@ def validate(model, validation: dict[str, torch.Tensor], batch_size: int, device
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# The loop
+# Strict JSON: every file the run writes parses with a JSON parser that rejects NaN
+# ----------------------------------------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf) replaced by None and numpy scalars made plain."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _finite(value.item())
+    return value
+
+
+def strict_json(value: Any, **kwargs) -> str:
+    """Strict JSON (RFC 8259): NaN / inf become null instead of the bare ``NaN`` tokens `json.dumps` writes."""
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
+def write_json(path: Path, value: Any, **kwargs) -> None:
+    """Write strict JSON atomically (a temporary file renamed over the target), so a kill never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(strict_json(value, **kwargs) + "\n")
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as {what} ({type(error).__name__}: {error}).") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints: safetensors + strict JSON, never pickle
 # ----------------------------------------------------------------------------------------------------------------------
 def _latest_link(checkpoints: Path, target: Path) -> None:
     latest = checkpoints / "latest"
@@ -480,54 +724,504 @@ def _latest_link(checkpoints: Path, target: Path) -> None:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    path = Path(path)
+    """A checkpoint folder, or ``checkpoints/latest`` (a symlink or, without symlinks, a pointer file)."""
+    given = Path(path)
+    path = given
+    if path.is_symlink() and not path.exists():
+        raise ValueError(
+            f"--resume {str(given)!r} points at {os.readlink(path)!r}, which does not exist; resume from one of the "
+            f"checkpoints in {str(given.parent)!r}."
+        )
     if path.is_file():  # a pointer file written where symlinks are unavailable
-        path = path.parent / path.read_text().strip()
+        try:
+            path = path.parent / path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"--resume {str(given)!r}: cannot read the pointer file ({error}).") from None
     if not (path / "training_state.json").is_file():
-        raise ValueError(f"--resume {path} is not a checkpoint folder (no training_state.json).")
+        raise ValueError(
+            f"--resume {str(given)!r} is not a checkpoint folder: {str(path / 'training_state.json')!r} does not "
+            "exist. Pass OUT/checkpoints/latest or OUT/checkpoints/step-N."
+        )
     return path.resolve()
 
 
-def _prune_checkpoints(checkpoints: Path, keep: int) -> None:
-    steps = sorted((p for p in checkpoints.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
-    for old in steps[:-keep] if keep > 0 else []:
-        import shutil
-
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# Arguments whose change on resume breaks "continues exactly where it stopped" (data order, schedule, shapes).
-_RESUME_SENSITIVE = (
-    "dataset",
-    "seed",
-    "per_device_batch_size",
-    "image_size",
-    "max_steps",
-    "samples_per_epoch",
-    "gradient_accumulation_steps",
-    "streaming",
-    "learning_rate",
-    "decoder_learning_rate",
-)
-
-
-def _warn_on_changed_arguments(saved: dict[str, Any], args: PretrainingArguments) -> None:
-    current = dataclasses.asdict(args)
-    changed = {k: (saved[k], current[k]) for k in _RESUME_SENSITIVE if k in saved and saved[k] != current[k]}
-    if changed:
-        logger.warning(
-            "Resuming with arguments that differ from the checkpoint's run %s: the continuation will not match an "
-            "uninterrupted run.",
-            {k: f"{old!r} -> {new!r}" for k, (old, new) in changed.items()},
+def read_training_state(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's ``training_state.json``; a damaged one raises a ValueError naming the file."""
+    path = checkpoint / "training_state.json"
+    state = _read_json(path, "a checkpoint's training state (JSON); the checkpoint is damaged, resume from another")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or state["step"] < 0:
+        raise ValueError(
+            f"{path}: expected a JSON object with an integer 'step' >= 0, got "
+            f"{type(state).__name__ if not isinstance(state, dict) else {'step': state.get('step')}}; the checkpoint "
+            "is damaged, resume from another."
         )
+    if not isinstance(state.get("history", []), list) or not isinstance(state.get("arguments", {}), dict):
+        raise ValueError(f"{path}: 'history' must be a list and 'arguments' an object; the checkpoint is damaged.")
+    return state
+
+
+def _peek_state(folder: Path) -> dict[str, Any] | None:
+    """The training state of a checkpoint folder, or None where there is none or it is unreadable (never raises)."""
+    try:
+        state = json.loads((folder / "training_state.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("step"), int) else None
+
+
+def _own_checkpoints(checkpoints: Path, run_id: str) -> list[tuple[int, Path]]:
+    """(step, folder) of the complete checkpoints of run `run_id` under `checkpoints`, by step."""
+    found = []
+    if checkpoints.is_dir():
+        for folder in checkpoints.glob("step-*"):
+            if folder.is_dir() and not folder.is_symlink():
+                state = _peek_state(folder)
+                if state is not None and state.get("run_id") == run_id:
+                    found.append((state["step"], folder))
+    return sorted(found)
+
+
+def _prune_checkpoints(checkpoints: Path, keep: int, run_id: str) -> None:
+    """Delete all but the `keep` newest checkpoints of this run; checkpoints of any other run are never touched."""
+    if keep <= 0:
+        return
+    for _, old in _own_checkpoints(checkpoints, run_id)[:-keep]:
+        logger.info("Deleting the older checkpoint %s of this run (checkpoints_total_limit=%d).", old, keep)
+        shutil.rmtree(old)
+
+
+def _looks_pickled(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    # pickle protocol 2+ starts with PROTO (0x80) and the protocol number; torch.save writes a zip archive.
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head == b"PK\x03\x04"
+
+
+def pickle_files(checkpoint: Path) -> list[Path]:
+    """Files of a checkpoint folder that are (or may be) pickles: by name ending, or by content for files that are
+    neither ``.safetensors`` nor ``.json``."""
+    found = []
+    for path in sorted(checkpoint.rglob("*")):
+        if not path.is_file():
+            continue
+        suffix = path.suffix.lower()
+        if suffix in PICKLE_SUFFIXES or (suffix not in (".safetensors", ".json") and _looks_pickled(path)):
+            found.append(path)
+    return found
+
+
+def _torch_load_weights_only(path: Path, numpy_arrays: bool = False) -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and plain containers only, no code runs; refused otherwise."""
+    try:
+        if numpy_arrays:  # Accelerate's RNG files hold numpy's MT19937 state as an array
+            core = np._core if hasattr(np, "_core") else np.core
+            reconstruct = core.multiarray._reconstruct
+            allowed = [
+                reconstruct,
+                (reconstruct, "numpy.core.multiarray._reconstruct"),  # as numpy 1.x pickles name it
+                np.ndarray,
+                np.dtype,
+                type(np.dtype(np.uint32)),
+            ]
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - UnpicklingError and whatever a damaged file raises
+        raise ValueError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). It is not unpickled in full, since that could run "
+            "code; resume from a checkpoint this version wrote (safetensors + JSON)."
+        ) from None
+
+
+def _save_rng_state(path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{index}"] = state
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, python_state, gauss_next = random.getstate()
+    tensors["python_state"] = torch.tensor(python_state, dtype=torch.int64)
+    metadata = {
+        "numpy": json.dumps(
+            {"kind": kind, "pos": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+        ),
+        "python": json.dumps({"version": version, "gauss_next": gauss_next}),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _restore_rng_state(checkpoint: Path, rank: int, allow_pickle: bool) -> None:
+    """torch CPU / CUDA, numpy and python `random` states of process `rank` (the data order needs none of them:
+    it is a pure function of (seed, step, process); they make any other random op resume exactly)."""
+    from safetensors import safe_open
+
+    path = checkpoint / f"rng_state_{rank}.safetensors"
+    if path.is_file():
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+                metadata = handle.metadata() or {}
+            numpy_state, python_state = json.loads(metadata["numpy"]), json.loads(metadata["python"])
+            torch.set_rng_state(tensors["torch_cpu"])
+            cuda = [tensors[f"torch_cuda_{i}"] for i in range(sum(k.startswith("torch_cuda_") for k in tensors))]
+            if cuda and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+            np.random.set_state(
+                (
+                    numpy_state["kind"],
+                    tensors["numpy_keys"].numpy().astype(np.uint32),
+                    numpy_state["pos"],
+                    numpy_state["has_gauss"],
+                    numpy_state["cached_gaussian"],
+                )
+            )
+            random.setstate(
+                (python_state["version"], tuple(int(v) for v in tensors["python_state"]), python_state["gauss_next"])
+            )
+        except Exception as error:  # noqa: BLE001 - any damage: name the file
+            raise ValueError(
+                f"{path}: cannot be read as random-number states ({type(error).__name__}: {error})."
+            ) from None
+        return
+    legacy = checkpoint / f"random_states_{rank}.pkl"
+    if legacy.is_file() and allow_pickle:
+        states = _torch_load_weights_only(legacy, numpy_arrays=True)
+        random.setstate(states["random_state"])
+        np.random.set_state(states["numpy_random_seed"])
+        torch.set_rng_state(states["torch_manual_seed"])
+        if "torch_cuda_manual_seed" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
+        return
+    logger.warning(
+        "%s holds no random-number states for process %d: they start from --seed (the data order does not depend "
+        "on them).",
+        checkpoint,
+        rank,
+    )
+
+
+def _save_optimizer(optimizer, folder: Path) -> None:
+    """``optimizer.safetensors`` (per-parameter tensors, ``state.<index>.<name>``) and ``optimizer.json`` (param
+    groups and any non-tensor state)."""
+    from safetensors.torch import save_file
+
+    state_dict = optimizer.state_dict()
+    tensors, other = {}, {}
+    for index, parameter_state in state_dict["state"].items():
+        for name, value in parameter_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                other.setdefault(str(index), {})[name] = value
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()} for group in state_dict["param_groups"]
+    ]
+    write_json(folder / "optimizer.json", {"param_groups": groups, "non_tensor_state": other}, indent=1)
+
+
+def _load_optimizer(optimizer, checkpoint: Path, allow_pickle: bool) -> None:
+    """Restore the optimizer's per-parameter state (AdamW moments, step counts); its hyperparameters (param groups)
+    stay those of the current arguments, and the schedule is set for the resumed step afterwards."""
+    from safetensors.torch import load_file
+
+    tensor_file, json_file, legacy = (
+        checkpoint / "optimizer.safetensors",
+        checkpoint / "optimizer.json",
+        checkpoint / "optimizer.bin",
+    )
+    if tensor_file.is_file():
+        try:
+            tensors = load_file(str(tensor_file))
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(
+                f"{tensor_file}: cannot be read as safetensors ({type(error).__name__}: {error})."
+            ) from None
+        saved = _read_json(json_file, "the optimizer's param groups (JSON)") if json_file.is_file() else {}
+        state: dict[int, dict[str, Any]] = {}
+        for name, tensor in tensors.items():
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+        for index, values in (saved.get("non_tensor_state") or {}).items():
+            state.setdefault(int(index), {}).update(values)
+        saved_groups, source = saved.get("param_groups"), tensor_file
+    elif legacy.is_file() and allow_pickle:
+        loaded = _torch_load_weights_only(legacy)
+        state, saved_groups, source = loaded["state"], loaded["param_groups"], legacy
+    else:
+        raise ValueError(
+            f"{checkpoint}: holds no optimizer state (optimizer.safetensors); the checkpoint is incomplete."
+        )
+    current = optimizer.state_dict()["param_groups"]
+    if saved_groups is not None and [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in current]:
+        raise ValueError(
+            f"{source}: its parameter groups hold {[len(g['params']) for g in saved_groups]} parameters, the model "
+            f"built from the current arguments {[len(g['params']) for g in current]}; the checkpoint is of another model."
+        )
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": current})
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{source}: does not fit the optimizer ({type(error).__name__}: {error}).") from None
+
+
+def _schedule_at(scheduler, step: int) -> None:
+    """Set the OneCycle schedule (learning rates and momenta of every group) to optimizer step `step`: the schedule
+    is a closed-form function of the step, so this equals having stepped it `step` times."""
+    scheduler.last_epoch = step - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": deliberate here
+        scheduler.step()
+
+
+def _load_model_weights(model, checkpoint: Path, allow_pickle: bool) -> None:
+    from safetensors.torch import load_model
+
+    path, legacy = checkpoint / "model.safetensors", checkpoint / "pytorch_model.bin"
+    try:
+        if path.is_file():
+            load_model(model, str(path), strict=True)
+            return
+        if legacy.is_file() and allow_pickle:
+            path = legacy
+            model.load_state_dict(_torch_load_weights_only(legacy), strict=True)
+            return
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - RuntimeError on missing keys / shapes, SafetensorError on damage
+        message = str(error).strip().splitlines()
+        raise ValueError(
+            f"{path}: does not fit the model built from the current arguments ({type(error).__name__}: "
+            f"{' '.join(message[:4])[:600]}); resume with the run's model arguments."
+        ) from None
+    raise ValueError(f"{checkpoint}: holds no model weights (model.safetensors); the checkpoint is incomplete.")
+
+
+def _save_checkpoint(accelerator, model, optimizer, checkpoints: Path, step: int, state: dict[str, Any], args) -> Path:
+    """Write checkpoint ``step-N`` (see the module docstring): every process its RNG state (and stream position), the
+    main process the rest; ``training_state.json`` last, then the folder is renamed into place and older checkpoints
+    of this run are pruned."""
+    from safetensors.torch import save_model
+
+    rank = accelerator.process_index
+    target = checkpoints / f"step-{step}"
+    partial = checkpoints / f".step-{step}.partial"
+    if accelerator.is_main_process:
+        if partial.exists():  # left by a run killed while saving
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    _save_rng_state(partial / f"rng_state_{rank}.safetensors")
+    if args.streaming:  # every process records how far it read its own stream
+        write_json(partial / f"stream_position_{rank}.json", {"samples_consumed": state["stream_positions"][rank]})
+    if accelerator.is_main_process:
+        save_model(accelerator.unwrap_model(model), str(partial / "model.safetensors"))
+        _save_optimizer(optimizer, partial)
+        if accelerator.scaler is not None:
+            write_json(partial / "scaler.json", accelerator.scaler.state_dict())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        record = {k: v for k, v in state.items() if k != "stream_positions"}
+        record["files"] = sorted(p.name for p in partial.iterdir()) + ["training_state.json"]
+        write_json(partial / "training_state.json", record)
+        if target.exists():
+            existing = _peek_state(target)
+            if existing is not None and existing.get("run_id") != state["run_id"]:
+                raise RuntimeError(
+                    f"{target} holds a checkpoint of another run ({existing.get('run_id')}); not replaced."
+                )
+            logger.warning("Replacing %s (%s).", target, "incomplete" if existing is None else "same run, same step")
+            shutil.rmtree(target)
+        partial.rename(target)
+        _latest_link(checkpoints, target)
+        _prune_checkpoints(checkpoints, args.checkpoints_total_limit, state["run_id"])
+    accelerator.wait_for_everyone()
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output folder and resume checks (read-only: every process runs them before anything is written)
+# ----------------------------------------------------------------------------------------------------------------------
+_BOOKKEEPING_ARGUMENTS = ("output_dir", "resume", "overwrite", "allow_pickle")
+#: Arguments that define the model: a checkpoint's weights cannot follow a change of them.
+_MODEL_ARGUMENTS = ("rgb_backbone", "model_shape", "config_overrides")
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def _changed_arguments(saved: dict[str, Any], args: PretrainingArguments) -> dict[str, tuple[Any, Any]]:
+    current = dataclasses.asdict(args)
+    changed = {}
+    for name, old in saved.items():
+        if name in _BOOKKEEPING_ARGUMENTS or name not in current:
+            continue
+        new = current[name]
+        if name == "config_overrides":
+            same = (json.loads(old) if old else {}) == (json.loads(new) if new else {})
+        elif isinstance(old, list) or isinstance(new, (list, tuple)):
+            same = list(old or []) == list(new or [])
+        else:
+            same = old == new
+        if not same:
+            changed[name] = (old, new)
+    return changed
+
+
+def check_resume(checkpoint: Path, state: dict[str, Any], args: PretrainingArguments) -> dict[str, tuple[Any, Any]]:
+    """Refuse, before anything runs, a resume that cannot be honoured; return the changed arguments it applies.
+
+    Refused: pickle files without `allow_pickle`; a change of an argument that defines the model (the checkpoint's
+    weights are of the old model); a `max_steps` below the checkpoint's step. Every other change applies from the
+    resumed step on (see the module docstring).
+    """
+    pickles = pickle_files(checkpoint)
+    if pickles and not args.allow_pickle:
+        raise ValueError(
+            f"--resume {str(checkpoint)!r} holds pickle file(s) {[str(p.relative_to(checkpoint)) for p in pickles]}. "
+            "Unpickling can run arbitrary code, so they are not read without --allow-pickle (allow_pickle=True), "
+            "and even then only with torch.load(weights_only=True). Checkpoints written by this version hold only "
+            "safetensors and JSON."
+        )
+    step = state["step"]
+    changed = _changed_arguments(state.get("arguments", {}), args)
+    refused = {name: change for name, change in changed.items() if name in _MODEL_ARGUMENTS}
+    if "image_size" in changed and not args.rgb_backbone:  # a random-init model's position embeddings follow it
+        refused["image_size"] = changed["image_size"]
+    problems = [
+        f"{name} {old!r} -> {new!r} (the checkpoint's weights are of the model the old value built)"
+        for name, (old, new) in refused.items()
+    ]
+    if args.max_steps < step:
+        problems.append(f"max_steps {args.max_steps} is below the checkpoint's step {step}")
+    if problems:
+        raise ValueError(
+            f"--resume {str(checkpoint)!r} cannot honour: {'; '.join(problems)}. Keep the checkpoint's values, or start "
+            "a new run (new --output-dir, no --resume)."
+        )
+    return changed
+
+
+def check_output_dir(
+    args: PretrainingArguments, output_dir: Path, checkpoint: Path | None, state: dict[str, Any] | None
+) -> bool:
+    """Refuse an output folder that holds something else; True when the run continues in place (the resumed
+    checkpoint lies inside `output_dir`)."""
+    from ..output_paths import prepare_output_dir
+
+    if checkpoint is not None and _is_inside(checkpoint, output_dir):
+        if args.overwrite:
+            raise ValueError(
+                f"--overwrite would delete {str(output_dir)!r}, which holds the checkpoint --resume "
+                f"{str(checkpoint)!r} continues from. Drop --overwrite to continue that run in place, or pass a new "
+                "--output-dir."
+            )
+        step, run_id = state["step"], state.get("run_id")
+        newer, in_the_way = [], []
+        for folder in sorted(checkpoint.parent.glob("step-*")):
+            other = _peek_state(folder) if folder.is_dir() else None
+            if other is None or folder.resolve() == checkpoint:
+                continue  # an incomplete folder is replaced when this run reaches its step
+            if other.get("run_id") == run_id and other["step"] > step:
+                newer.append(str(folder))
+                continue
+            number = folder.name.removeprefix("step-")
+            target = int(number) if number.isdigit() else -1
+            if step < target <= args.max_steps and (target % args.checkpointing_steps == 0 or target == args.max_steps):
+                in_the_way.append(str(folder))  # another run's checkpoint under a name this run will write
+        if newer:
+            raise ValueError(
+                f"--resume {str(checkpoint)!r} (step {step}) in place would overwrite the newer checkpoint(s) "
+                f"{newer} of the same run. Resume from {str(checkpoint.parent / 'latest')!r}, or continue from this "
+                "step into a new --output-dir."
+            )
+        if in_the_way:
+            raise ValueError(
+                f"--resume {str(checkpoint)!r} in place would write checkpoints over {in_the_way}, which belong to "
+                "another run. Move them away, or continue into a new --output-dir."
+            )
+        return True
+    if not output_dir.exists() or (output_dir.is_dir() and not any(output_dir.iterdir())):
+        return False
+    if args.overwrite and output_dir.is_dir():
+        local = [Path(p) for p in [*args.dataset, args.validation_dataset, args.rgb_backbone, args.resume] if p]
+        inside = [str(p) for p in local if p.exists() and _is_inside(p, output_dir)]
+        if inside:
+            raise ValueError(
+                f"--overwrite would delete {str(output_dir)!r}, which holds {inside} that this run reads; choose "
+                "another --output-dir."
+            )
+        return False
+    latest = output_dir / "checkpoints" / "latest"
+    ways_out = f"to continue the run stored there, pass --resume {latest}" if latest.exists() else ""
+    prepare_output_dir(output_dir, overwrite=False, what="pretraining output folder", ways_out=ways_out)
+    return False
+
+
+def _log_lines_up_to(path: Path, step: int) -> list[str]:
+    """The records of a training log up to `step` (end-of-run records and unreadable lines dropped), as strict
+    JSON lines."""
+    kept = []
+    if not path.is_file():
+        return kept
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)  # older logs hold bare NaN: read, then written back as null
+        except ValueError:
+            logger.warning("%s line %d is not JSON (a run killed mid-write?): dropped.", path, number)
+            continue
+        if not isinstance(record, dict) or record.get("event") == "end":
+            continue
+        if isinstance(record.get("step"), int) and record["step"] > step:
+            continue
+        kept.append(strict_json(record))
+    return kept
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------------------------
+def _counts_dict(row: torch.Tensor | list[int]) -> dict[str, int]:
+    return dict(zip(ROW_COUNT_KEYS, (int(v) for v in row)))
+
+
+def _rows_report(counts: dict[str, int]) -> dict[str, Any]:
+    """``{rows_read, skipped: {cause: n}, resized_depth}`` of one set of `ROW_COUNT_KEYS` counts."""
+    skipped = {cause: counts[cause] for cause in SKIP_CAUSES}
+    return {
+        "rows_read": counts["decoded"] + sum(skipped.values()),
+        "skipped": skipped,
+        "resized_depth": counts["resized_depth"],
+    }
 
 
 def pretrain(args: PretrainingArguments) -> dict[str, Any]:
-    """Run (or resume) pretraining; returns a summary with the loss history and the final validation metrics."""
+    """Run (or resume) pretraining; returns a summary with the loss history, the row counts by cause and the final
+    validation metrics."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
 
     output_dir = Path(args.output_dir)
+    # Read-only checks first, in every process, so a refusal leaves everything as it was.
+    checkpoint, resume_state, changed = None, None, {}
+    if args.resume:
+        checkpoint = resolve_checkpoint(args.resume)
+        resume_state = read_training_state(checkpoint)
+        changed = check_resume(checkpoint, resume_state, args)
+    in_place = check_output_dir(args, output_dir, checkpoint, resume_state)
+
     report_to = args.report_to
     if report_to == "auto":
         try:
@@ -542,30 +1236,45 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
         log_with=None if report_to == "none" else report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        raise ValueError(
+            f"distributed type {accelerator.distributed_type.value}: checkpoints of sharded models are not supported "
+            "by the pickle-free checkpoint format; launch with DDP (accelerate launch --multi_gpu)."
+        )
     set_seed(args.seed)
     rank, world_size = accelerator.process_index, accelerator.num_processes
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "training_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
-    accelerator.wait_for_everyone()
+    start_step = resume_state["step"] if resume_state else 0
+    run_id = (resume_state or {}).get("run_id") or uuid.uuid4().hex
+    run_id = broadcast_object_list([run_id])[0]  # one id for all processes
+    log_path = output_dir / "training_log.jsonl"
 
+    # Everything that reads (the checkpoint, the corpora, the validation set) before anything is written, so a
+    # failure here leaves the output folder as it was.
     model = build_model(args)
+    if checkpoint is not None:
+        _load_model_weights(model, checkpoint, args.allow_pickle)
     optimizer, scheduler = build_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-
-    start_step, stream_position = 0, 0
-    history: list[dict[str, float]] = []
-    if args.resume:
-        checkpoint = resolve_checkpoint(args.resume)
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "training_state.json").read_text())
-        start_step, history = state["step"], state.get("history", [])
-        _warn_on_changed_arguments(state.get("arguments", {}), args)
+    history: list[dict[str, Any]] = []
+    stream_position = 0
+    if checkpoint is not None:
+        _load_optimizer(optimizer, checkpoint, args.allow_pickle)
+        _schedule_at(scheduler, start_step)  # the current arguments' schedule, at the resumed step
+        if accelerator.scaler is not None and (checkpoint / "scaler.json").is_file():
+            accelerator.scaler.load_state_dict(_read_json(checkpoint / "scaler.json", "the fp16 loss-scaler state"))
+        history = list(resume_state.get("history", []))
         stream_file = checkpoint / f"stream_position_{rank}.json"
-        if stream_file.is_file():
-            stream_position = json.loads(stream_file.read_text())["samples_consumed"]
-        logger.info("Resumed from %s at step %d.", checkpoint, start_step)
+        if args.streaming and stream_file.is_file():
+            stream_position = int(_read_json(stream_file, "a stream position")["samples_consumed"])
+        ignored = [p.name for p in pickle_files(checkpoint)]
+        if ignored:
+            logger.warning(
+                "--allow-pickle: of the pickle files in %s, only Accelerate's optimizer.bin / random_states_*.pkl "
+                "are read where no safetensors replaces them, with torch.load(weights_only=True); the others are "
+                "never read: %s",
+                checkpoint,
+                ignored,
+            )
 
     micro_total = args.max_steps * args.gradient_accumulation_steps
     if args.streaming:
@@ -573,10 +1282,11 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
             args, rank, world_size, start_step * args.gradient_accumulation_steps, micro_total, stream_position
         )
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
+        corpus_names = [",".join(args.dataset)]
+        min_rows = [MIN_ROWS_FOR_SHARE]
     else:
-        batches = PretrainingBatches(
-            args, load_map_style_corpora(args, rank, world_size), rank, world_size, micro_total
-        )
+        corpora = load_map_style_corpora(args, rank, world_size)
+        batches = PretrainingBatches(args, corpora, rank, world_size, micro_total)
         loader = torch.utils.data.DataLoader(
             batches,
             batch_size=None,
@@ -584,24 +1294,118 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
             num_workers=args.dataloader_num_workers,
             persistent_workers=False,
         )
-    validation = prepare_validation(args, output_dir) if accelerator.is_main_process else None
+        corpus_names = list(args.dataset)
+        min_rows = [min(MIN_ROWS_FOR_SHARE, len(corpus) * world_size) for corpus in corpora]
+
+    validation_path = output_dir / "validation_set.safetensors"
+    validation_error, validation, built = None, None, False
+    validation_counts = dict.fromkeys(ROW_COUNT_KEYS, 0)
+    if accelerator.is_main_process:
+        try:  # a folder continued in place keeps its validation set (same frames and masks before and after)
+            validation, validation_counts, built = load_or_build_validation(args, validation_path, reuse=in_place)
+        except ValueError as error:
+            validation_error = str(error)
+    validation_error, validation_counts = broadcast_object_list([validation_error, validation_counts])
+    if validation_error:  # every process stops, not only the one that read the validation corpus
+        raise ValueError(validation_error)
+    validation_report = _rows_report(validation_counts)
+
+    accelerator.wait_for_everyone()  # every process has checked and read; now the main process writes
+    if accelerator.is_main_process:
+        from ..output_paths import prepare_output_dir
+
+        if in_place:
+            lines = _log_lines_up_to(log_path, start_step)  # steps past the checkpoint are run again
+        else:
+            prepare_output_dir(output_dir, overwrite=args.overwrite, what="pretraining output folder")
+            lines = _log_lines_up_to(checkpoint.parent.parent / "training_log.jsonl", start_step) if checkpoint else []
+        if checkpoint is not None:
+            lines.append(
+                strict_json(
+                    {
+                        "event": "resume",
+                        "step": start_step,
+                        "checkpoint": str(checkpoint),
+                        "in_place": in_place,
+                        "changed_arguments": {k: {"old": o, "new": n} for k, (o, n) in changed.items()},
+                    }
+                )
+            )
+        log_path.write_text("".join(line + "\n" for line in lines))
+        write_json(output_dir / "training_args.json", dataclasses.asdict(args), indent=2)
+        if built:
+            save_validation_set(validation_path, validation, args, validation_counts)
+    if changed:
+        logger.warning(
+            "Resuming with changed arguments, applied from step %d on (the continuation differs from an "
+            "uninterrupted run): %s",
+            start_step + 1,
+            {k: f"{o!r} -> {n!r}" for k, (o, n) in changed.items()},
+        )
+    if resume_state and resume_state.get("world_size", world_size) != world_size:
+        logger.warning(
+            "The checkpoint was written by %s processes, this run has %d: each process now reads another shard.",
+            resume_state.get("world_size"),
+            world_size,
+        )
+    if checkpoint is not None:
+        logger.info("Resumed from %s at step %d (run %s).", checkpoint, start_step, run_id)
+    accelerator.wait_for_everyone()
+
+    # Row counts: those of the checkpointed steps, plus what the processes of this run read (summed when logged).
+    base_counts = torch.zeros(len(corpus_names), len(ROW_COUNT_KEYS), dtype=torch.int64)
+    saved_rows = (resume_state or {}).get("rows", {})
+    for index, name in enumerate(corpus_names):
+        saved = (saved_rows.get("training_by_corpus") or {}).get(name)
+        if isinstance(saved, dict):
+            base_counts[index] = torch.tensor([int(saved.get(k, 0)) for k in ROW_COUNT_KEYS])
+    base_redrawn = int(saved_rows.get("crops_redrawn", 0) or 0)
+    local_counts = torch.zeros_like(base_counts)
+    local_redrawn = torch.zeros((), dtype=torch.int64)
+
+    def global_counts() -> tuple[torch.Tensor, int]:
+        summed = accelerator.reduce(
+            torch.cat([local_counts.flatten(), local_redrawn.view(1)]).to(accelerator.device), reduction="sum"
+        ).cpu()
+        return base_counts + summed[:-1].view_as(base_counts), base_redrawn + int(summed[-1])
+
     if accelerator.is_main_process and report_to != "none":
         accelerator.init_trackers(
             "vanishing-depth-pretraining", config={k: str(v) for k, v in dataclasses.asdict(args).items()}
         )
 
+    def rows_summary(counts: torch.Tensor, redrawn: int) -> dict[str, Any]:
+        total = _counts_dict(counts.sum(dim=0))
+        return {
+            "training": {
+                **_rows_report(total),
+                "crops_redrawn": redrawn,
+                "by_corpus": {name: _counts_dict(row) for name, row in zip(corpus_names, counts)},
+            },
+            "validation": validation_report,
+        }
+
+    def append_log(record: dict[str, Any]) -> None:
+        if accelerator.is_main_process:
+            with log_path.open("a") as handle:
+                handle.write(strict_json(record) + "\n")
+
     checkpoints = output_dir / "checkpoints"
-    log_path = output_dir / "training_log.jsonl"
     progress = tqdm(
         total=args.max_steps, initial=start_step, disable=not accelerator.is_main_process, desc="pretraining"
     )
     model.train()
-    step, micro, data_wait, step_start = start_step, 0, 0.0, time.perf_counter()
-    wait_start = time.perf_counter()
+    step, data_wait, step_start = start_step, 0.0, time.perf_counter()
     running: list[float] = []
     data_fingerprints: list[float] = []  # per-step checksum of this process's targets: shows each rank's own data
-    for batch in loader:
+    iterator = iter(loader)
+    if checkpoint is not None:  # after the loader's iterator drew its base seed, as in the uninterrupted run
+        _restore_rng_state(checkpoint, rank, args.allow_pickle)
+    wait_start = time.perf_counter()
+    for batch in iterator:
         data_wait += time.perf_counter() - wait_start
+        local_counts += batch.pop("row_counts")
+        local_redrawn += batch.pop("crops_redrawn")
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         data_fingerprints.append(float(batch["target_depth"].double().sum()))
         if "stream_position" in batch:
@@ -619,78 +1423,117 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         running.append(float(outputs.loss.detach()))
-        micro += 1
-        if accelerator.sync_gradients:
-            scheduler.step()
-            step += 1
-            loss = float(np.mean(running))
-            running = []
+        if not accelerator.sync_gradients:
+            wait_start = time.perf_counter()
+            continue
+        scheduler.step()
+        step += 1
+        loss = float(np.mean(running))
+        running = []
+        counts, redrawn = global_counts()  # every process, every step: all of them stop together on bad data
+        for index, name in enumerate(corpus_names):
+            if int(counts[index].sum() - counts[index, ROW_COUNT_KEYS.index("resized_depth")]) >= min_rows[index]:
+                _check_bad_share(_counts_dict(counts[index]), args.max_bad_row_share, f"training corpus {name!r}")
+        history.append({"step": step, "loss": loss})
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.3f}")
+        if step % args.logging_steps == 0 or step == args.max_steps:
+            training_rows = rows_summary(counts, redrawn)["training"]
             record = {
                 "step": step,
                 "loss": loss,
                 "lr": scheduler.get_last_lr()[0],
                 "decoder_lr": scheduler.get_last_lr()[1],
-                "epoch": batches.epoch_at(step * args.gradient_accumulation_steps)
-                if hasattr(batches, "epoch_at")
-                else 0.0,
+                "epoch": batches.epoch_at(step * args.gradient_accumulation_steps),
                 "removed_fraction": float(batch["removed_fraction"].mean()),
-                "skipped_too_few_valid": int(batch["skipped"][0]),
-                "skipped_unreadable": int(batch["skipped"][1]),
+                "rows_read": training_rows["rows_read"],
+                "skipped": training_rows["skipped"],
+                "resized_depth": training_rows["resized_depth"],
+                "crops_redrawn": redrawn,
+                "data_wait_share": data_wait / max(time.perf_counter() - step_start, 1e-9),
             }
-            history.append({"step": step, "loss": loss})
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.3f}")
-            if step % args.logging_steps == 0 or step == args.max_steps:
-                elapsed = time.perf_counter() - step_start
-                record["data_wait_share"] = data_wait / max(elapsed, 1e-9)
-                if accelerator.is_main_process:
-                    with log_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-                if report_to != "none":
-                    accelerator.log(record, step=step)
-            if validation is not None and (step % args.validation_steps == 0 or step == args.max_steps):
-                metrics = validate(
-                    accelerator.unwrap_model(model), validation, args.per_device_batch_size, accelerator.device
-                )
-                metrics["step"] = step
-                if accelerator.is_main_process:
-                    with log_path.open("a") as handle:
-                        handle.write(json.dumps(metrics) + "\n")
-                    logger.info("validation at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
-                if report_to != "none":
-                    accelerator.log(metrics, step=step)
-            if step % args.checkpointing_steps == 0 or step == args.max_steps:
-                target = checkpoints / f"step-{step}"
-                accelerator.save_state(str(target))
-                if args.streaming:  # every process records how far it read its own stream
-                    target.mkdir(parents=True, exist_ok=True)
-                    (target / f"stream_position_{rank}.json").write_text(
-                        json.dumps({"samples_consumed": stream_position})
-                    )
-                if accelerator.is_main_process:
-                    (target / "training_state.json").write_text(
-                        json.dumps({"step": step, "history": history, "arguments": dataclasses.asdict(args)})
-                    )
-                    _latest_link(checkpoints, target)
-                    _prune_checkpoints(checkpoints, args.checkpoints_total_limit)
-                accelerator.wait_for_everyone()
+            append_log(record)
+            if report_to != "none":
+                flat = {k: v for k, v in record.items() if k != "skipped"}
+                flat.update({f"skipped/{cause}": n for cause, n in record["skipped"].items()})
+                accelerator.log(flat, step=step)
+        if validation is not None and (step % args.validation_steps == 0 or step == args.max_steps):
+            metrics = validate(
+                accelerator.unwrap_model(model), validation, args.per_device_batch_size, accelerator.device
+            )
+            append_log(
+                {
+                    **metrics,
+                    "step": step,
+                    "validation_rows_read": validation_report["rows_read"],
+                    "validation_skipped": validation_report["skipped"],
+                }
+            )
+            if accelerator.is_main_process:
+                logger.info("validation at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
+            if report_to != "none":
+                accelerator.log(metrics, step=step)
+        if step % args.checkpointing_steps == 0 or step == args.max_steps:
+            stream_positions = [
+                int(v) for v in accelerator.gather(torch.tensor([stream_position], device=accelerator.device)).cpu()
+            ]
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "format_version": CHECKPOINT_FORMAT_VERSION,
+                "run_id": run_id,
+                "step": step,
+                "world_size": world_size,
+                "history": history,
+                "arguments": dataclasses.asdict(args),
+                "rows": {
+                    "training_by_corpus": {name: _counts_dict(row) for name, row in zip(corpus_names, counts)},
+                    "crops_redrawn": redrawn,
+                },
+                "stream_positions": stream_positions,
+            }
+            _save_checkpoint(accelerator, model, optimizer, checkpoints, step, state, args)
         wait_start = time.perf_counter()
     progress.close()
 
-    summary = {"steps": step, "history": history, "world_size": world_size}
+    counts, redrawn = global_counts()
+    rows = rows_summary(counts, redrawn)
+    summary = {"steps": step, "history": history, "world_size": world_size, "run_id": run_id, "rows": rows}
     # Every process records what it saw and the weights it ended with, so a multi-process run can be audited.
     unwrapped = accelerator.unwrap_model(model)
     weights_checksum = float(sum(p.detach().double().sum() for p in unwrapped.parameters()))
-    (output_dir / f"process_{rank}_of_{world_size}.json").write_text(
-        json.dumps({"rank": rank, "data_fingerprints": data_fingerprints, "weights_checksum": weights_checksum})
+    write_json(
+        output_dir / f"process_{rank}_of_{world_size}.json",
+        {"rank": rank, "data_fingerprints": data_fingerprints, "weights_checksum": weights_checksum},
     )
     if validation is not None:
-        summary["validation"] = validate(
-            accelerator.unwrap_model(model), validation, args.per_device_batch_size, accelerator.device
-        )
+        summary["validation"] = validate(unwrapped, validation, args.per_device_batch_size, accelerator.device)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(model), args, summary)
+        save_final(unwrapped, args, summary)
+        append_log(
+            {
+                "event": "end",
+                "step": step,
+                "rows_read": rows["training"]["rows_read"],
+                "skipped": rows["training"]["skipped"],
+                "resized_depth": rows["training"]["resized_depth"],
+                "crops_redrawn": rows["training"]["crops_redrawn"],
+                "skipped_by_corpus": {
+                    name: {cause: c[cause] for cause in SKIP_CAUSES}
+                    for name, c in rows["training"]["by_corpus"].items()
+                },
+                "validation_rows_read": rows["validation"]["rows_read"],
+                "validation_skipped": rows["validation"]["skipped"],
+            }
+        )
+        logger.info(
+            "done: %d steps; training rows read %d, skipped by cause %s; validation rows read %d, skipped by cause %s",
+            step,
+            rows["training"]["rows_read"],
+            rows["training"]["skipped"],
+            rows["validation"]["rows_read"],
+            rows["validation"]["skipped"],
+        )
     if report_to != "none":
         accelerator.end_training()
     return summary
@@ -707,9 +1550,7 @@ def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> No
     processor = VanishingDepthImageProcessor.from_model_config(model.config, size={"shortest_edge": args.image_size})
     processor.save_pretrained(output_dir)
     processor.save_pretrained(output_dir / "pretraining")
-    (output_dir / "pretraining_summary.json").write_text(
-        json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2)
-    )
+    write_json(output_dir / "pretraining_summary.json", {k: v for k, v in summary.items() if k != "history"}, indent=2)
     if args.write_model_card:
         write_card(output_dir, args)
 
@@ -729,10 +1570,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_arguments(argv)
     summary = pretrain(args)
-    if summary["history"]:
-        print(
-            f"done: {summary['steps']} steps, last loss {summary['history'][-1]['loss']:.4f}, model in {args.output_dir}"
-        )
+    last = summary["history"][-1]["loss"] if summary["history"] else None
+    training, validation = summary["rows"]["training"], summary["rows"]["validation"]
+    print(
+        f"done: {summary['steps']} steps, last loss {'n/a' if last is None else f'{last:.4f}'}, model in "
+        f"{args.output_dir}; rows skipped by cause: training {training['skipped']} of {training['rows_read']} read, "
+        f"validation {validation['skipped']} of {validation['rows_read']} read"
+    )
     return 0
 
 
@@ -741,12 +1585,19 @@ if __name__ == "__main__":
 
 __all__ = [
     "MODEL_SHAPES",
+    "ROW_COUNT_KEYS",
+    "SKIP_CAUSES",
     "PretrainingArguments",
     "PretrainingBatchAssembler",
     "PretrainingBatches",
     "build_model",
     "build_optimizer",
+    "check_output_dir",
+    "check_resume",
     "parse_arguments",
+    "pickle_files",
     "pretrain",
+    "read_training_state",
+    "resolve_checkpoint",
     "validate",
 ]
