@@ -21,8 +21,9 @@ from PIL import Image as PILImage
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
 from vanishing_depth.output_paths import OutputExistsError
 from vanishing_depth.training import pretrain as pretrain_module
+from vanishing_depth.training.checkpoints import pickle_files
 from vanishing_depth.training.corpora import RGBD_CORPUS_FEATURES, RGBDSampleDecoder, load_corpus, save_corpus
-from vanishing_depth.training.pretrain import PretrainingArguments, pickle_files, pretrain
+from vanishing_depth.training.pretrain import PretrainingArguments, pretrain
 from vanishing_depth.training.synthetic import render_synthetic_scene, synthetic_corpus
 
 H, W = 42, 56

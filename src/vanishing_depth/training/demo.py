@@ -191,7 +191,8 @@ def run_demo(
 ) -> dict:
     """Pretrain on the bundled corpus, evaluate completion, save. A used `output_root/vanishing-depth-dinov2-demo` is
     refused (as any pretraining output folder) unless `overwrite` (`make demo` passes it: it re-runs its own demo)."""
-    from .pretrain import build_model, pretrain, write_card, write_json
+    from .checkpoints import write_json
+    from .pretrain import build_model, pretrain, write_card
 
     output_root = Path(output_root)
     model_dir = output_root / "vanishing-depth-dinov2-demo"
