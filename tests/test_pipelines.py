@@ -217,6 +217,28 @@ def test_depth_completion_on_real_sensor_frames(folders, rgb_name, depth_name):
         complete(str(data / rgb_name), depth=raw)
 
 
+def test_truncated_files_are_named(folders, tmp_path):
+    from transformers import pipeline
+
+    from vanishing_depth.processing import load_depth, load_rgb, save_depth
+
+    rgb_path, depth_path = tmp_path / "rgb.jpg", tmp_path / "depth.png"
+    _image().save(rgb_path)
+    save_depth(depth_path, _sparse_depth_m(), "mm")
+    for path in (rgb_path, depth_path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"{depth_path}: cannot be decoded"):
+        load_depth(depth_path, format="mm")
+    with pytest.raises(ValueError, match=f"{rgb_path}: cannot be decoded"):
+        load_rgb(rgb_path)
+    complete = pipeline("depth-completion", model=str(folders["pretraining"]))
+    with pytest.raises(ValueError, match=str(rgb_path)):
+        complete(str(rgb_path))
+    with pytest.raises(ValueError, match=str(depth_path)):
+        complete(_image(), depth=str(depth_path), depth_format="mm")
+
+
 def test_depth_completion_picture_uses_a_fixed_metric_scale():
     ramp = np.tile(np.linspace(0.0, 15.0, 64, dtype=np.float32), (32, 1))
     near = np.full((32, 64), 3.0, dtype=np.float32)

@@ -31,13 +31,12 @@ def _add_features(subparsers) -> None:
 
 def run_features(args) -> int:
     import torch
-    from PIL import Image
 
-    from .processing import VanishingDepthImageProcessor, load_depth
+    from .processing import VanishingDepthImageProcessor, load_depth, load_rgb
 
     model = _load_encoder_or_tiny(args.model)
     processor = VanishingDepthImageProcessor(size={"shortest_edge": args.size})
-    rgb = Image.open(args.rgb).convert("RGB")
+    rgb = load_rgb(args.rgb)
     depth_m = load_depth(args.depth, format=args.depth_format) if args.depth else None
     inputs = processor(images=rgb, depth=depth_m, return_tensors="pt")
     with torch.inference_mode():

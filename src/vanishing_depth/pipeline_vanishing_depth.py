@@ -158,6 +158,23 @@ def _read_depth_file(path: str, depth_format: str | None) -> np.ndarray:
     return load_depth(path, format=depth_format or "auto")
 
 
+def _read_image_file(path: str, timeout: float | None):
+    """An RGB path (with the package: `load_rgb`, EXIF orientation applied) or URL, errors naming it."""
+    from transformers.image_utils import load_image
+
+    if not path.startswith(("http://", "https://")):
+        try:
+            from vanishing_depth.processing.image_io import load_rgb
+        except ImportError:
+            pass
+        else:
+            return load_rgb(path)
+    try:
+        return load_image(path, timeout=timeout)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as an RGB image ({type(error).__name__}: {error}).") from None
+
+
 def _decode_depth(depth: Any, depth_format: str | None) -> Any:
     """Paths are read with `load_depth`; in-memory integer maps with a `depth_format` are decoded by its rules."""
     if isinstance(depth, str) or hasattr(depth, "__fspath__"):
@@ -267,11 +284,10 @@ class DepthCompletionPipeline(Pipeline):
 
     # -- the three stages ----------------------------------------------------------------------------------------------
     def preprocess(self, item, depth_format=None, depth_scale=None, keep_measured=False, timeout=None):
-        from transformers.image_utils import load_image
 
         image = item["image"]
-        if isinstance(image, str):
-            image = load_image(image, timeout=timeout)
+        if isinstance(image, str) or hasattr(image, "__fspath__"):
+            image = _read_image_file(str(image), timeout)
         processor = self.image_processor
         depth = _decode_depth(item["depth"], depth_format)
         if depth is not None:

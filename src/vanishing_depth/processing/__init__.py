@@ -27,6 +27,7 @@ from .augmentation import (
     simulate_low_res_tof,
 )
 from .depth_io import DEPTH_FORMATS, DepthFormat, decode_depth_array, encode_depth, load_depth, save_depth
+from .image_io import load_rgb
 from .rgb_augmentation import augment_rgbd_pair, color_jitter, random_resized_crop_box
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "encode_depth",
     "keep_fraction",
     "load_depth",
+    "load_rgb",
     "multiscale_targets",
     "perlin_mask",
     "perlin_noise",

@@ -303,13 +303,16 @@ def _read_image(path: Path) -> np.ndarray:
             raise _colour_error(what)
         if bit_depth < 16:
             raise _visualisation_error(f"{bit_depth}-bit greyscale PNG")
-    with Image.open(path) as image:
-        mode = image.mode
-        if mode in _EIGHT_BIT_MODES:
-            raise _visualisation_error(f"{image.format} in PIL mode {mode}")
-        if mode not in ("I", "F") and not mode.startswith("I;16"):
-            raise _colour_error(f"{image.format} in PIL mode {mode}")
-        array = np.array(image)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in _EIGHT_BIT_MODES:
+                raise _visualisation_error(f"{image.format} in PIL mode {mode}")
+            if mode not in ("I", "F") and not mode.startswith("I;16"):
+                raise _colour_error(f"{image.format} in PIL mode {mode}")
+            array = np.array(image)
+    except (OSError, SyntaxError) as error:  # truncated or corrupt files: PIL's messages do not name the file
+        raise ValueError(f"{path}: cannot be decoded as a depth image ({type(error).__name__}: {error}).") from None
     if mode.startswith("I;16"):
         array = array.astype(np.uint16)  # I;16B decodes to a big-endian dtype; normalise it
     return array
@@ -362,12 +365,16 @@ def load_depth(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"depth file not found: {path}")
-    raw, container = _read_raw(path, format)
-    chosen = _resolve_auto(path, raw, container) if format == "auto" else format
-    if chosen == "nyu_raw" and container == "image":
-        raise ValueError(f"{path}: format 'nyu_raw' reads the NYU raw .pgm files, got a {path.suffix} image.")
-    logger.info("load_depth(%s): format %r%s.", path, chosen, " (auto)" if format == "auto" else "")
-    depth = decode_depth_array(raw, chosen)
+    try:
+        raw, container = _read_raw(path, format)
+        chosen = _resolve_auto(path, raw, container) if format == "auto" else format
+        if chosen == "nyu_raw" and container == "image":
+            raise ValueError(f"format 'nyu_raw' reads the NYU raw .pgm files, got a {path.suffix} image.")
+        logger.info("load_depth(%s): format %r%s.", path, chosen, " (auto)" if format == "auto" else "")
+        depth = decode_depth_array(raw, chosen)
+    except ValueError as error:  # every error about the file names it
+        message = str(error)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     if return_valid_mask:
         return depth, depth > 0
     return depth

@@ -64,6 +64,7 @@ def complete_depth_file(
     from ..output_paths import prepare_output_file
     from ..pipeline_vanishing_depth import load_completion_model
     from ..processing.depth_io import load_depth, save_depth
+    from ..processing.image_io import load_rgb
 
     out_path = Path(out_path)
     preview = out_path.with_name(out_path.stem + "_preview.png")
@@ -76,7 +77,7 @@ def complete_depth_file(
         processor = VanishingDepthImageProcessor.from_model_config(model.config)
     if size is not None:
         processor.size = {"shortest_edge": size}
-    rgb = Image.open(rgb_path).convert("RGB")
+    rgb = load_rgb(rgb_path)
     depth_in = load_depth(depth_path, format=depth_format)
     completed = complete_depth(model, processor, rgb, depth_in, keep_measured=keep_measured)
     completed = np.clip(completed, 0.0, 65.535)  # the 16-bit mm PNG holds 0 ... 65.535 m
