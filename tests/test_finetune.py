@@ -386,16 +386,26 @@ def test_cli_finetune_depth_completion_with_lora_on_a_void_parquet_folder(encode
     void_like(2).to_parquet(str(folder / "data" / "test-00000-of-00001.parquet"))
     parser = argparse.ArgumentParser(prog="vanishing-depth")
     add_finetune_subcommand(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["finetune", "--task", "depth", "--dataset", str(folder), "--encoder", str(encoder_dir),
-         "--output-dir", str(tmp_path / "out"), "--image-size", str(SIZE),
-         "--max-steps", "2", "--batch-size", "2", "--lora", "--lora-r", "2", "--use-cpu"]
-    )  # fmt: skip
+    args_list = ["finetune", "--task", "depth", "--dataset", str(folder), "--encoder", str(encoder_dir),
+                 "--output-dir", str(tmp_path / "out"), "--image-size", str(SIZE),
+                 "--max-steps", "2", "--batch-size", "2", "--lora", "--lora-r", "2", "--use-cpu"]  # fmt: skip
+    args = parser.parse_args(args_list)
     assert args.func(args) == 0
     assert (tmp_path / "out" / "adapter_config.json").is_file()
     summary = json.loads((tmp_path / "out" / "finetune_results.json").read_text())
     assert summary["adapter"] == "void" and summary["lora"] is True
     assert np.isfinite(summary["eval"]["eval_rmse_mm"])
+    # A second run into the same folder is refused before training; --overwrite replaces the first one's files.
+    before = (tmp_path / "out" / "finetune_results.json").read_text()
+    with pytest.raises(ValueError, match="fine-tuning output folder .* is not empty"):
+        args.func(args)
+    assert (tmp_path / "out" / "finetune_results.json").read_text() == before
+    again = parser.parse_args([*args_list, "--overwrite", "--seed", "1"])
+    assert again.func(again) == 0 and json.loads((tmp_path / "out" / "finetune_results.json").read_text())
+    inside = parser.parse_args([*args_list[:6], str(tmp_path / "out"), *args_list[7:], "--overwrite"])
+    inside.encoder = str(tmp_path / "out")  # the encoder read from the folder --overwrite would delete
+    with pytest.raises(ValueError, match="holds --encoder"):
+        inside.func(inside)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

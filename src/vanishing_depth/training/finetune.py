@@ -26,6 +26,7 @@ import torch
 
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
+from .checkpoints import write_json
 from .collators import TASKS
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ def _write_eval_results(output_path: Path, task: str, dataset, eval_metrics: dic
     if not results:
         return None
     path = output_path / "eval_results.json"
-    path.write_text(json.dumps({"results": results}, indent=2))
+    write_json(path, {"results": results}, indent=2)
     return path
 
 
@@ -309,6 +310,23 @@ def _write_card(output_path: Path, metrics_file: Path | None, summary: dict) -> 
         logger.warning("No config.json in %s (LoRA adapters only): no model card written.", output_path)
         return
     write_model_card(output_path, metrics_files=[metrics_file] if metrics_file else None, training_args=summary)
+
+
+def _prepare_finetune_output(output_dir, encoder, dataset, overwrite: bool) -> None:
+    """The rule of every command that writes (`vanishing_depth.output_paths`): a used `output_dir` is refused unless
+    `overwrite`, and `overwrite` never deletes the encoder or the dataset the run reads."""
+    from ..output_paths import prepare_output_dir
+
+    folder = Path(output_dir)
+    if overwrite and folder.is_dir():
+        for name, source in (("--encoder", encoder), ("--dataset", dataset)):
+            if isinstance(source, str | os.PathLike) and Path(source).exists():
+                if Path(source).resolve().is_relative_to(folder.resolve()):
+                    raise ValueError(
+                        f"--overwrite would delete {str(folder)!r}, which holds {name} {str(source)!r} that this run "
+                        "reads; choose another --output-dir."
+                    )
+    prepare_output_dir(folder, overwrite=overwrite, what="fine-tuning output folder")
 
 
 def finetune(
@@ -343,6 +361,7 @@ def finetune(
     save: bool = True,
     training_args: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a task head on a Vanishing Depth encoder with `transformers.Trainer`.
 
@@ -370,6 +389,8 @@ def finetune(
         max_train_samples / max_eval_samples: use only the first N examples.
         seed / use_cpu / logging_steps: passed to `TrainingArguments`.
         save: write the model, the processor and the metrics to `output_dir`.
+        overwrite: `output_dir` must be empty or new (checked before training, so a refused run costs nothing);
+            True replaces what it holds (refused when it holds the encoder being fine-tuned).
         training_args: further `TrainingArguments` fields, overriding the recipe's.
         model_kwargs: further config fields for `from_pretrained` (e.g. ``depth_decoder_hidden_size``).
 
@@ -380,6 +401,8 @@ def finetune(
 
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    if save:
+        _prepare_finetune_output(output_dir, encoder, dataset, overwrite)
     train_data = load_split(dataset, split, max_train_samples)
     if eval_dataset is None:
         eval_split = eval_split or _eval_split_name(dataset, split)
@@ -471,7 +494,7 @@ def finetune(
             "train": train_metrics,
             "eval": eval_metrics,
         }
-        (output_path / "finetune_results.json").write_text(json.dumps(summary, indent=2, default=float))
+        write_json(output_path / "finetune_results.json", summary, indent=2)
         metrics_file = _write_eval_results(output_path, task, dataset, eval_metrics)
         _write_card(output_path, metrics_file, summary)
         logger.info("Saved the fine-tuned model, processor, metrics and card to %s.", output_path)
@@ -527,6 +550,9 @@ def add_finetune_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--use-cpu", action="store_true", help="Train on the CPU even if a GPU is present.")
     parser.add_argument("--logging-steps", type=int, default=10)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace what --output-dir holds (it must otherwise be empty or new)."
+    )
     parser.set_defaults(func=run_finetune)
     return parser
 
@@ -557,6 +583,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         use_cpu=True if args.use_cpu else None,
         logging_steps=args.logging_steps,
+        overwrite=args.overwrite,
     )
     print(json.dumps({"train": result.train_metrics, "eval": result.eval_metrics}, indent=2, default=float))
     print(f"wrote {result.output_dir}")
