@@ -73,3 +73,37 @@ def tiny_model():
 
     torch.manual_seed(0)
     return VanishingDepthModel(tiny_config()).eval()
+
+
+def tiny_pretraining_args(output_dir, corpus, **overrides):
+    """`PretrainingArguments` of a tiny run (hidden 32, 4 blocks, 56 px, 6 steps, checkpoints every 3) on `corpus`."""
+    import json
+
+    from vanishing_depth.training.pretrain import PretrainingArguments
+
+    kwargs = dict(
+        output_dir=str(output_dir),
+        model_shape="tiny",
+        config_overrides=json.dumps(
+            {
+                "rgb_config": {"hidden_size": 32, "num_attention_heads": 2},
+                "pde_channels": 16,
+                "se_reduction": 4,
+                "decoder_channels": [16, 16, 8, 8],
+            }
+        ),
+        dataset=[str(corpus)],
+        image_size=56,
+        per_device_batch_size=4,
+        max_steps=6,
+        samples_per_epoch=16,
+        learning_rate=1e-3,
+        decoder_learning_rate=1e-3,
+        checkpointing_steps=3,
+        validation_steps=1000,
+        logging_steps=1,
+        report_to="none",
+        write_model_card=False,
+    )
+    kwargs.update(overrides)
+    return PretrainingArguments(**kwargs)

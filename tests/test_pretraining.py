@@ -12,7 +12,7 @@ import torch
 from transformers import AutoImageProcessor, AutoModel
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
-from conftest import random_rgbd, tiny_config
+from conftest import random_rgbd, tiny_config, tiny_pretraining_args
 from vanishing_depth import VanishingDepthModel
 from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
 from vanishing_depth.training.pretrain import PretrainingArguments, parse_arguments, pretrain
@@ -30,32 +30,7 @@ def synthetic_corpus_dir(tmp_path_factory):
 
 
 def _args(tmp_path, corpus, **overrides) -> PretrainingArguments:
-    kwargs = dict(
-        output_dir=str(tmp_path / "run"),
-        model_shape="tiny",
-        config_overrides=json.dumps(
-            {
-                "rgb_config": {"hidden_size": 32, "num_attention_heads": 2},
-                "pde_channels": 16,
-                "se_reduction": 4,
-                "decoder_channels": [16, 16, 8, 8],
-            }
-        ),
-        dataset=[str(corpus)],
-        image_size=56,
-        per_device_batch_size=4,
-        max_steps=6,
-        samples_per_epoch=16,
-        learning_rate=1e-3,
-        decoder_learning_rate=1e-3,
-        checkpointing_steps=3,
-        validation_steps=1000,
-        logging_steps=1,
-        report_to="none",
-        write_model_card=False,
-    )
-    kwargs.update(overrides)
-    return PretrainingArguments(**kwargs)
+    return tiny_pretraining_args(tmp_path / "run", corpus, **overrides)
 
 
 def test_pretraining_model_shapes_and_loss():

@@ -19,6 +19,7 @@ from datasets import Dataset
 from PIL import Image as PILImage
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
+from conftest import tiny_pretraining_args
 from vanishing_depth.output_paths import OutputExistsError
 from vanishing_depth.training import pretrain as pretrain_module
 from vanishing_depth.training.checkpoints import pickle_files
@@ -38,33 +39,8 @@ def corpus_dir(tmp_path_factory):
 
 
 def _args(folder: Path, corpus, **overrides) -> PretrainingArguments:
-    kwargs = dict(
-        output_dir=str(folder / "run"),
-        model_shape="tiny",
-        config_overrides=json.dumps(
-            {
-                "rgb_config": {"hidden_size": 32, "num_attention_heads": 2},
-                "pde_channels": 16,
-                "se_reduction": 4,
-                "decoder_channels": [16, 16, 8, 8],
-            }
-        ),
-        dataset=[str(corpus)],
-        image_size=28,
-        per_device_batch_size=2,
-        max_steps=2,
-        samples_per_epoch=16,
-        learning_rate=1e-3,
-        decoder_learning_rate=1e-3,
-        min_valid_pixels=50,
-        checkpointing_steps=1,
-        validation_steps=1000,
-        logging_steps=1,
-        report_to="none",
-        write_model_card=False,
-    )
-    kwargs.update(overrides)
-    return PretrainingArguments(**kwargs)
+    settings = dict(image_size=28, per_device_batch_size=2, max_steps=2, min_valid_pixels=50, checkpointing_steps=1)
+    return tiny_pretraining_args(folder / "run", corpus, **{**settings, **overrides})
 
 
 def _reject_constant(token):
