@@ -322,3 +322,20 @@ def test_cli_torch_export_round_trip(saved_encoder, tmp_path, capsys):
         assert static(rgb[:1], depth[:1])[0].shape == (1, 64, 4, 5)
         with pytest.raises((AssertionError, RuntimeError), match="pixel_values"):
             static(rgb, depth)
+
+
+def test_pde_at_full_width_exports_without_patching_the_model(tmp_path):
+    """32 PDE channels and depth up to 15 m (angles of ~2e3 rad): the frequency ladder is a constant computed once in
+    Python double precision, so the exported program gives the eager numbers without export-time patches."""
+    from vanishing_depth.export import export_model, verify_torch_export
+
+    torch.manual_seed(0)
+    model = VanishingDepthModel(tiny_config(pde_channels=32)).eval()
+    result = export_model(model, tmp_path / "pde32.pt2", format="torch_export", height=56, width=70)
+    generator = torch.Generator().manual_seed(3)
+    inputs = {
+        "pixel_values": torch.randn(2, 3, 42, 56, generator=generator),
+        "depth_values": 14.9 * torch.rand(2, 1, 42, 56, generator=generator),
+    }
+    differences = verify_torch_export(result.path, model, inputs)
+    assert max(differences.values()) < 1e-5

@@ -237,45 +237,6 @@ def example_inputs(
     return pixel_values, depth
 
 
-def _modeling_modules(model: nn.Module) -> set:
-    """Our modeling module, and remote-code copies of it if the model came from one."""
-    from . import modeling_vanishing_depth
-
-    owners = {modeling_vanishing_depth} | {sys.modules.get(type(module).__module__) for module in model.modules()}
-    return {owner for owner in owners if owner is not None}
-
-
-@contextlib.contextmanager
-def _eager_pde_constants(model: nn.Module) -> Iterator[None]:
-    """Bake the PDE frequency ladder computed in eager PyTorch into the exported graph.
-
-    Traced for export, ``T ** (-2k/C)`` is computed through a different float64 path and can round one float32 ulp
-    away from eager mode; at the top frequencies (angles of ~1e3 rad) that is ~1e-4 in sin/cos and breaks the 1e-4
-    parity with PyTorch. Precomputing the ladder eagerly makes the exported constant bit-identical.
-    """
-    config = _find_config(model)
-    key = (int(config.pde_channels), float(config.pde_temperature))
-    originals = {
-        owner: owner.pde_inverse_periods
-        for owner in _modeling_modules(model)
-        if callable(getattr(owner, "pde_inverse_periods", None))
-    }
-    for module, original in originals.items():
-        ladder = original(*key)
-
-        def fixed(channels: int, temperature: float, _original=original, _ladder=ladder) -> torch.Tensor:
-            if (int(channels), float(temperature)) == key:
-                return _ladder
-            return _original(channels, temperature)
-
-        module.pde_inverse_periods = fixed
-    try:
-        yield
-    finally:
-        for module, original in originals.items():
-            module.pde_inverse_periods = original
-
-
 @contextlib.contextmanager
 def _without_size_shortcuts(model: nn.Module) -> Iterator[None]:
     """Trace the general branch of transformers' position-embedding interpolation.
@@ -511,7 +472,6 @@ def export_model(
     # Inference graphs: no autograd state (grad-mode switches inside forward would otherwise be traced as ops).
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        stack.enter_context(_eager_pde_constants(model))
         if dynamic:
             stack.enter_context(_without_size_shortcuts(model))
         if format == "torch_export":
