@@ -318,6 +318,9 @@ for kind in ("pretraining", "depth_head"):
     assert "transformers_modules" in type(complete.model).__module__
     out = complete(rgb, depth=depth)
     result[kind] = out["predicted_depth"].tolist()
+estimate = pipeline("depth-estimation", model=folders["depth_head"], trust_remote_code=True)  # a Hub widget's call
+assert "transformers_modules" in type(estimate.model).__module__
+result["estimated"] = list(estimate(rgb)["predicted_depth"].shape)
 head = AutoModelForDepthEstimation.from_pretrained(folders["encoder"], trust_remote_code=True)
 seg = AutoModelForSemanticSegmentation.from_pretrained(folders["encoder"], trust_remote_code=True, num_labels=3)
 result["heads"] = [type(head).__name__, type(seg).__name__]
@@ -338,6 +341,7 @@ def test_pipeline_and_heads_load_without_the_package(folders, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     assert remote["heads"] == ["VanishingDepthForDepthEstimation", "VanishingDepthForSemanticSegmentation"]
+    assert remote["estimated"] == [60, 80]
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     depth = np.random.default_rng(1).uniform(0.5, 6.0, (60, 80)).astype(np.float32)
     for kind in ("pretraining", "depth_head"):
