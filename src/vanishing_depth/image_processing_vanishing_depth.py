@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
-from .modeling_vanishing_depth import positional_depth_encoding
+from .depth_encoding_vanishing_depth import positional_depth_encoding
 
 logger = logging.get_logger(__name__)
 

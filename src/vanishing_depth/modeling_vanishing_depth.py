@@ -1,8 +1,9 @@
 # Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """Vanishing Depth (arXiv 2503.19947): a frozen RGB DINOv2 plus a trainable depth DINOv2 with one-way SE fusion.
 
-Reading order, top to bottom: the positional depth encoding (PDE), the dynamic max-depth CLS code, the depth patch
-projection, the squeeze-and-excitation fusion, the `PreTrainedModel` base, the encoder (`VanishingDepthModel`), and the
+Reading order, top to bottom (the positional depth encoding, PDE, and the dynamic max-depth CLS code live in the flat
+module `depth_encoding_vanishing_depth`, shared with the image processor): the depth patch projection, the
+squeeze-and-excitation fusion, the `PreTrainedModel` base, the encoder (`VanishingDepthModel`), and the
 backbone (`VanishingDepthBackbone`). The two DINOv2 streams are stepped through block by block with the public
 `embeddings` / `encoder.layer[i]` / `layernorm` seams of transformers' own `Dinov2Model`; no DINOv2 code is copied.
 """
@@ -30,114 +31,15 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import logging
 
-from .configuration_vanishing_depth import (
-    NORMALIZED_DEPTH_MEAN_M,
-    NORMALIZED_DEPTH_STD_M,
-    VanishingDepthConfig,
+from .configuration_vanishing_depth import VanishingDepthConfig
+from .depth_encoding_vanishing_depth import (
+    depth_scale_cls_code,
+    normalized_depth_encoding,
+    positional_depth_encoding,
 )
 from .loss_vanishing_depth import VanishingDepthLoss, masked_silog_l1_loss
 
 logger = logging.get_logger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Positional depth encoding (METHOD §1.2)
-# ----------------------------------------------------------------------------------------------------------------------
-def pde_inverse_periods(channels: int, temperature: float) -> torch.Tensor:
-    """1 / tau_k = T^(-2k/C) for the C/2 sin/cos pairs, float32 (C/2,). Pair 0 is the slowest (one cycle over d_max).
-
-    Computed in Python double precision and rounded once, so eager, compiled and exported graphs hold the same
-    constants (a traced float32 `pow` lands one ulp away)."""
-    return torch.tensor(
-        [float(temperature) ** (-2.0 * k / channels) for k in range(channels // 2)], dtype=torch.float32
-    )
-
-
-def positional_depth_encoding(
-    depth_m: torch.Tensor,
-    channels: int = 32,
-    temperature: float = 3e-4,
-    max_depth: float = 15.0,
-    normalization: str = "global",
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """Sinusoidal positional depth encoding (PDE, "SDP" in the paper's v2).
-
-    For pair k in 0..C/2-1 with tau_k = T^(2k/C) and x = 2*pi*d/d_max:
-    ``PDE[2k] = sin(x / tau_k)``, ``PDE[2k+1] = cos(x / tau_k)``. With C=32, T=3e-4 and d_max=15 m the periods run
-    geometrically from 15 m (pair 0) down to 7.5 mm (pair 15).
-
-    Always computed in float32, also under bf16/fp16 autocast (sin/cos of large arguments lose millimetres in half
-    precision). Missing depth (0) encodes as (sin, cos) = (0, 1) in every pair: the official code's epsilon of 1e-6 m
-    gives the same code to within 1e-3, and valid depths are >= 0.05 m, so the code never collides with a measurement.
-
-    Args:
-        depth_m: `(B, 1, H, W)` depth in metres, 0 = missing.
-        channels: C, even.
-        temperature: T of the frequency ladder.
-        max_depth: d_max in metres for ``normalization="global"``.
-        normalization: ``"global"`` (d / max_depth) or ``"dynamic"`` (d / max(d) per image).
-        channels_last: return `(B, H, W, C)` instead of `(B, C, H, W)`.
-
-    Returns:
-        `(B, C, H, W)` float32 (or `(B, H, W, C)` with ``channels_last``).
-    """
-    if depth_m.ndim != 4 or depth_m.shape[1] != 1:
-        raise ValueError(f"`depth_m` must have shape (B, 1, H, W) in metres, got {tuple(depth_m.shape)}.")
-    if channels < 2 or channels % 2:
-        raise ValueError(f"`channels` must be an even integer >= 2, got {channels}.")
-    if normalization not in ("global", "dynamic"):
-        raise ValueError(f"`normalization` must be 'global' or 'dynamic', got {normalization!r}.")
-    depth = depth_m.float()
-    if normalization == "global":
-        normalized = depth * (1.0 / float(max_depth))
-    else:
-        per_image_max = depth.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-        normalized = depth / per_image_max
-    inverse_periods = pde_inverse_periods(channels, temperature).to(depth.device)
-    # (B, H, W, 1) * (C/2,) -> (B, H, W, C/2): angles, in float32 whatever autocast says.
-    angles = (2.0 * math.pi) * normalized.permute(0, 2, 3, 1) * inverse_periods
-    encoding = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)  # interleave sin/cos
-    return encoding if channels_last else encoding.permute(0, 3, 1, 2)
-
-
-def normalized_depth_encoding(depth_m: torch.Tensor) -> torch.Tensor:
-    """The 1-channel baseline of METHOD §1.2, (d - 5 m) / 5 m, float32 `(B, 1, H, W)`; kept for ablations."""
-    return (depth_m.float() - NORMALIZED_DEPTH_MEAN_M) / NORMALIZED_DEPTH_STD_M
-
-
-def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.Tensor:
-    """The dynamic-mode digit code of max(d) for the depth CLS token (METHOD §1.5).
-
-    max(d) is written with 6 decimals; digit v becomes 0.1 + v/10 (0 -> 0.1, 9 -> 1.0), positions without a digit stay
-    0. The code sits in the last third of the vector: the integer digits (at most 3: < 1000 m) just left of the bin
-    centre ``2D/3 + D/6``, units nearest to it; the decimals from the centre rightwards.
-
-    Args:
-        max_depth_m: `(B,)` per-image maximum depth in metres.
-        hidden_size: D.
-
-    Returns:
-        `(B, D)` float32 code, added to (or replacing) the depth CLS token.
-    """
-    centre = 2 * hidden_size // 3 + hidden_size // 6
-    # Integer micrometres: exact digits without float formatting, and no data-dependent Python control flow.
-    micrometres = torch.round(max_depth_m.double() * 1e6).long()
-    digit_values, positions = [], []
-    for place in range(3):  # integer digits: units, tens, hundreds
-        digit = torch.div(micrometres, 10 ** (6 + place), rounding_mode="floor") % 10
-        present = (micrometres >= 10 ** (6 + place)) | (place == 0)
-        digit_values.append(
-            torch.where(present, 0.1 + digit.float() / 10.0, torch.zeros_like(digit, dtype=torch.float))
-        )
-        positions.append(centre - 1 - place)
-    for place in range(6):  # decimals, tenths first
-        digit = torch.div(micrometres, 10 ** (5 - place), rounding_mode="floor") % 10
-        digit_values.append(0.1 + digit.float() / 10.0)
-        positions.append(centre + place)
-    code = torch.zeros(max_depth_m.shape[0], hidden_size, dtype=torch.float32, device=max_depth_m.device)
-    code[:, positions] = torch.stack(digit_values, dim=1)
-    return code
 
 
 # ----------------------------------------------------------------------------------------------------------------------
