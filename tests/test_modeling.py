@@ -542,3 +542,17 @@ def test_torch_compile_matches_eager(tiny_model):
         compiled(pixel_values=rgb, depth_values=depth).last_hidden_state,
         tiny_model(pixel_values=rgb, depth_values=depth).last_hidden_state,
     )
+
+
+def test_dynamic_cls_digit_positions_name_where_the_code_writes_the_digits():
+    from vanishing_depth import depth_scale_cls_code
+
+    config = tiny_config(rgb_overrides={"hidden_size": 48, "num_attention_heads": 2}, depth_normalization="dynamic")
+    units, first_decimal = config.dynamic_cls_digit_positions()
+    code = depth_scale_cls_code(torch.tensor([123.456789]), config.hidden_size)[0]
+    digit = lambda value: 0.1 + value / 10.0  # noqa: E731  (the code's digit mapping)
+    assert [round(float(v), 4) for v in code[units - 2 : units + 1]] == [round(digit(d), 4) for d in (1, 2, 3)]
+    assert [round(float(v), 4) for v in code[first_decimal : first_decimal + 6]] == [
+        round(digit(d), 4) for d in (4, 5, 6, 7, 8, 9)
+    ]
+    assert int((code != 0).sum()) == 9

@@ -273,9 +273,11 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         return depth_config
 
     def dynamic_cls_digit_positions(self) -> tuple[int, int]:
-        """(first integer-digit index, first decimal index) of the dynamic max-depth code in the CLS vector."""
+        """(units-digit index, first decimal index) of the dynamic max-depth code in the CLS vector: the integer digits
+        run leftwards from the units (at most 3, < 1000 m), the 6 decimals rightwards from the bin centre
+        ``2D/3 + D/6`` (see `depth_scale_cls_code`)."""
         centre = 2 * self.hidden_size // 3 + self.hidden_size // 6
-        return centre, centre
+        return centre - 1, centre
 
     # ----------------------------------------------------------------------------------------------------------
     def validate_vanishing_depth(self) -> None:
@@ -330,8 +332,8 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         if sorted(set(layers)) != list(layers):
             raise ValueError(f"`fusion_layers` must be strictly increasing without repeats, got {layers}.")
         if self.depth_normalization == "dynamic":
-            centre, _ = self.dynamic_cls_digit_positions()
-            if centre + 6 > hidden or centre - 3 < 2 * hidden // 3:
+            units, first_decimal = self.dynamic_cls_digit_positions()
+            if first_decimal + 6 > hidden or units - 2 < 2 * hidden // 3:
                 raise ValueError(
                     f"`depth_normalization='dynamic'` writes max(depth) as 3 integer and 6 decimal digits into the "
                     f"last third of the CLS vector; hidden_size {hidden} is too small for that (use a larger model or global normalisation)."

@@ -470,13 +470,6 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         return BatchFeature(data=batch, tensor_type=return_tensors)
 
     # ------------------------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _crop_to_content(tensor: torch.Tensor, resized_size) -> torch.Tensor:
-        if resized_size is None:
-            return tensor
-        height, width = (int(v) for v in resized_size)
-        return tensor[..., :height, :width]
-
     def post_process_depth_estimation(
         self,
         outputs: Any,
