@@ -433,6 +433,28 @@ def test_completion_sweep_prints_a_table_and_writes_json_and_png(tmp_path, capsy
         assert again.metrics[pattern]["rmse_mm"] == pytest.approx(result.metrics[pattern]["rmse_mm"], rel=1e-5)
 
 
+def test_completion_sweep_scores_other_methods_on_the_same_inputs(tmp_path):
+    from vanishing_depth.training.completion_eval import BASELINE_PREDICTORS, model_predictor
+
+    torch.manual_seed(0)
+    model = VanishingDepthForDepthEstimation(tiny_config(depth_decoder_hidden_size=8)).eval()
+    corpus = synthetic_corpus(2, SIZE, SIZE, seed=5, keep_in_memory=True)
+    patterns = ["dense", "fraction:0.1"]
+    result = evaluate_completion(
+        model, corpus, processor(), patterns=patterns, output_dir=tmp_path, seed=0, print_table=False,
+        predictors={"same_model": model_predictor(model), **BASELINE_PREDICTORS},
+    )  # fmt: skip
+    assert list(result.methods) == ["model", "same_model", "nearest_fill", "median_fill"]
+    for pattern in patterns:  # the model as a predictor sees exactly the model's inputs
+        assert result.methods["same_model"][pattern]["rmse_mm"] == pytest.approx(result.metrics[pattern]["rmse_mm"])
+    assert result.methods["nearest_fill"]["dense"]["rmse_mm"] < 1e-3  # dense input: nearest fill copies it
+    saved = json.loads((tmp_path / "completion_metrics.json").read_text())
+    assert set(saved["methods"]) == set(result.methods) and (tmp_path / "rmse_by_method.png").is_file()
+    assert "RMSE (m) by method" in result.table
+    with pytest.raises(ValueError, match="must not reuse the model's name"):
+        evaluate_completion(model, corpus, processor(), patterns=patterns, predictors={"model": model_predictor(model)})
+
+
 def test_cli_evaluate_completion_on_the_demo_corpus(tmp_path, capsys):
     torch.manual_seed(0)
     VanishingDepthForDepthEstimation(tiny_config(depth_decoder_hidden_size=8)).save_pretrained(tmp_path / "model")

@@ -19,19 +19,20 @@ def complete_depth(model, processor, rgb, depth_m: np.ndarray, keep_measured: bo
 
 def side_by_side_picture(rgb: np.ndarray, depth_in_m: np.ndarray, depth_out_m: np.ndarray, path: str | Path) -> None:
     """RGB | input depth | completed depth, one shared colour scale (turbo), missing input drawn black."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     # One colour scale for input and output, so a wrong completion shows as a colour change.
     valid = np.concatenate([depth_in_m[depth_in_m > 0], depth_out_m[depth_out_m > 0]])
     vmax = float(np.percentile(valid, 99)) if valid.size else 1.0
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    figure = Figure(figsize=(12, 3.6))  # an Agg canvas of its own: no global matplotlib backend change
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3)
     axes[0].imshow(rgb)
     axes[0].set_title("RGB")
     shown_in = np.ma.masked_where(depth_in_m <= 0, depth_in_m)
-    cmap = plt.get_cmap("turbo").with_extremes(bad="black")
+    cmap = colormaps["turbo"].with_extremes(bad="black")
     axes[1].imshow(shown_in, cmap=cmap, vmin=0, vmax=vmax)
     axes[1].set_title(f"input depth ({(depth_in_m > 0).mean() * 100:.1f}% valid)")
     image = axes[2].imshow(depth_out_m, cmap=cmap, vmin=0, vmax=vmax)
@@ -40,7 +41,6 @@ def side_by_side_picture(rgb: np.ndarray, depth_in_m: np.ndarray, depth_out_m: n
         axis.axis("off")
     figure.colorbar(image, ax=axes, fraction=0.02, label="metres")
     figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
 
 
 def complete_depth_file(

@@ -7,19 +7,23 @@ prediction is scored against the full ground truth with [`DepthMetrics`] (per im
 and millimetres). Every pattern sees the same frames, and the random patterns are drawn from a generator seeded per
 pattern, so a run is reproducible and two models evaluated with the same seed see identical inputs.
 
-Outputs: a table printed to stdout, ``completion_metrics.json`` and ``completion_sweep.png`` (matplotlib, Agg canvas;
-no global backend change). Works on any dataset in the RGB-D corpus schema (`training.corpora`) or any schema an
+Other methods run on exactly the same inputs through `predictors` (a name -> ``(pixel_values, sparse_depth_m) ->
+predicted_depth_m`` callable): `model_predictor` for another model (e.g. the same model untrained) and the classical
+baselines `nearest_fill` / `median_fill` (`BASELINE_PREDICTORS`). The demo is this sweep with ``fraction:P`` patterns.
+
+Outputs: a table printed to stdout, ``completion_metrics.json`` (``settings``, the model's ``metrics`` per pattern and,
+with predictors, ``methods``: every method's metrics per pattern), ``completion_sweep.png`` and, with predictors,
+``rmse_by_method.png`` (matplotlib, Agg canvas; no global backend change). Works on any dataset in the RGB-D corpus schema (`training.corpora`) or any schema an
 adapter describes; ``vanishing-depth evaluate-completion`` runs it from the shell.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +32,22 @@ import torch
 
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
+from .checkpoints import write_json
 from .collators import parse_depth_pattern, simulate_depth_input
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BASELINE_PREDICTORS",
     "DEFAULT_COMPLETION_PATTERNS",
     "CompletionEvalResult",
     "add_evaluate_completion_subcommand",
     "evaluate_completion",
     "format_completion_table",
+    "format_method_table",
+    "median_fill",
+    "model_predictor",
+    "nearest_neighbour_fill",
     "run_evaluate_completion",
 ]
 
@@ -52,16 +62,73 @@ _TABLE_COLUMNS = (
 )
 
 
+#: A completion method: ``(pixel_values (B, 3, H, W), sparse depth (B, 1, H, W) metres) -> (B, H, W) metres``.
+Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def nearest_neighbour_fill(sparse_m: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Classical baseline: every pixel takes the depth of the nearest measured pixel. `(H, W)` metres -> `(H, W)`."""
+    height, width = sparse_m.shape
+    known = torch.nonzero(sparse_m > 0).float()
+    if known.shape[0] == 0:
+        return torch.zeros_like(sparse_m)
+    values = sparse_m[sparse_m > 0]
+    grid = torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"), -1)
+    grid = grid.reshape(-1, 2).float()
+    filled = torch.empty(grid.shape[0], dtype=sparse_m.dtype)
+    for start in range(0, grid.shape[0], chunk):
+        distances = torch.cdist(grid[start : start + chunk], known)
+        filled[start : start + chunk] = values[distances.argmin(dim=1)]
+    return filled.reshape(height, width)
+
+
+def median_fill(sparse_m: torch.Tensor) -> torch.Tensor:
+    """Baseline: every pixel takes the median of the measured depth. `(H, W)` metres -> `(H, W)`."""
+    values = sparse_m[sparse_m > 0]
+    return torch.full_like(sparse_m, float(values.median()) if values.numel() else 0.0)
+
+
+def _per_map(fill: Callable[[torch.Tensor], torch.Tensor]) -> Predictor:
+    def predict(pixel_values: torch.Tensor, sparse_m: torch.Tensor) -> torch.Tensor:
+        return torch.stack([fill(depth[0].float().cpu()) for depth in sparse_m])
+
+    predict.__name__ = fill.__name__
+    return predict
+
+
+#: The classical baselines, by the names the tables use.
+BASELINE_PREDICTORS: dict[str, Predictor] = {
+    "nearest_fill": _per_map(nearest_neighbour_fill),
+    "median_fill": _per_map(median_fill),
+}
+
+
+def model_predictor(model) -> Predictor:
+    """A completion model as a predictor: the full-resolution map of a pretraining model's four, or a head's output."""
+
+    def predict(pixel_values: torch.Tensor, sparse_m: torch.Tensor) -> torch.Tensor:
+        device = next(model.parameters()).device
+        predicted = model(pixel_values=pixel_values.to(device), depth_values=sparse_m.to(device)).predicted_depth
+        if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
+            predicted = predicted[0][:, 0]
+        return predicted.float().cpu()
+
+    return predict
+
+
 @dataclass
 class CompletionEvalResult:
-    """Per-pattern metrics (`metrics[pattern]`: the keys of `DepthMetrics.compute` plus ``input_points``, the mean
-    number of input pixels per image), the printed table and the written files."""
+    """Per-pattern metrics of the model (`metrics[pattern]`: the keys of `DepthMetrics.compute` plus
+    ``input_points``, the mean number of input pixels per image), with predictors every method's (`methods[name]
+    [pattern]`, the model first), the printed table and the written files."""
 
     metrics: dict[str, dict[str, float]]
     table: str
     json_path: Path | None = None
     plot_path: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    methods_plot_path: Path | None = None
 
 
 def format_completion_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
@@ -79,6 +146,46 @@ def format_completion_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
              for row in [header] + rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def format_method_table(
+    methods: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str = "rmse_m", title: str | None = None
+) -> str:
+    """One row per method, one column per pattern, `metric` in each cell (e.g. RMSE in metres)."""
+    patterns = list(next(iter(methods.values())))
+    width = max(9, *(len(p) + 1 for p in patterns))
+    name_width = max(14, *(len(m) + 2 for m in methods))
+    lines = [title] if title else []
+    lines.append(f"{'method':<{name_width}}" + "".join(f"{p:>{width}}" for p in patterns))
+    for method, per_pattern in methods.items():
+        cells = []
+        for pattern in patterns:
+            value = per_pattern[pattern].get(metric, float("nan"))
+            cells.append(f"{'nan' if value is None or math.isnan(value) else f'{value:.3f}':>{width}}")
+        lines.append(f"{method:<{name_width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _write_method_plot(
+    methods: Mapping[str, Mapping[str, Mapping[str, float]]], path: Path, title: str, metric: str = "rmse_m"
+) -> None:
+    """`metric` of every method over the patterns, one line each (Agg canvas: no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    patterns = list(next(iter(methods.values())))
+    figure = Figure(figsize=(max(6.0, 0.9 * len(patterns) + 3.0), 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for method, per_pattern in methods.items():
+        axis.plot(range(len(patterns)), [per_pattern[p].get(metric, float("nan")) for p in patterns], "o-", label=method)
+    axis.set_xticks(range(len(patterns)), patterns, rotation=20, ha="right")
+    axis.set_xlabel("input pattern")
+    axis.set_ylabel(metric.replace("_m", " (m)").replace("_mm", " (mm)"))
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.savefig(path, dpi=110)
 
 
 def _write_plot(metrics: Mapping[str, Mapping[str, float]], path: Path, title: str) -> None:
@@ -136,6 +243,8 @@ def evaluate_completion(
     seed: int = 0,
     device: str | torch.device | None = None,
     print_table: bool = True,
+    predictors: Mapping[str, Predictor] | None = None,
+    model_name: str = "model",
 ) -> CompletionEvalResult:
     """Evaluate a depth-completion model over a sweep of simulated sensor patterns.
 
@@ -155,6 +264,9 @@ def evaluate_completion(
         seed: seeds one generator per pattern.
         device: where to run (default: the model's device).
         print_table: print the table to stdout.
+        predictors: other methods scored on exactly the same inputs, by name (`model_predictor(other_model)`,
+            `BASELINE_PREDICTORS`); their results, and the model's under `model_name`, go to `result.methods`.
+        model_name: the model's name in the method table.
 
     Returns:
         [`CompletionEvalResult`].
@@ -198,6 +310,10 @@ def evaluate_completion(
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generators = {p: torch.Generator().manual_seed(seed * 1000 + i) for i, p in enumerate(patterns)}
+    predictors = dict(predictors or {})
+    if model_name in predictors:
+        raise ValueError(f"`predictors` must not reuse the model's name {model_name!r}; got {sorted(predictors)}.")
+    methods = {name: {p: DepthMetrics(min_depth_m=low, max_depth_m=high) for p in patterns} for name in predictors}
     metrics = {p: DepthMetrics(min_depth_m=low, max_depth_m=high) for p in patterns}
     input_points = dict.fromkeys(patterns, 0)
     num_frames = 0
@@ -214,6 +330,8 @@ def evaluate_completion(
                 if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
                     predicted = predicted[0][:, 0]
                 metrics[pattern].update(predicted.float().cpu(), target)
+                for name, predict in predictors.items():
+                    methods[name][pattern].update(predict(pixel_values, sparse), target)
     model.train(was_training)
     if num_frames == 0:
         raise ValueError("`dataset` yielded no frames to evaluate.")
@@ -223,6 +341,14 @@ def evaluate_completion(
         results[pattern] = metrics[pattern].compute()
         results[pattern]["input_points"] = input_points[pattern] / num_frames
     table = format_completion_table(results)
+    all_methods = {}
+    if predictors:
+        all_methods[model_name] = results
+        for name in predictors:
+            all_methods[name] = {p: methods[name][p].compute() for p in patterns}
+            for pattern in patterns:
+                all_methods[name][pattern]["input_points"] = input_points[pattern] / num_frames
+        table += "\n\n" + format_method_table(all_methods, "rmse_m", "RMSE (m) by method and input pattern")
     if print_table:
         print(table)
     settings = {
@@ -234,14 +360,20 @@ def evaluate_completion(
         "eval_range_m": [low, high],
         "seed": seed,
     }
-    result = CompletionEvalResult(metrics=results, table=table, settings=settings)
+    if predictors:
+        settings["methods"] = list(all_methods)
+    result = CompletionEvalResult(metrics=results, table=table, settings=settings, methods=all_methods)
     if output_dir is not None:
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)
         result.json_path = output / "completion_metrics.json"
-        result.json_path.write_text(json.dumps({"settings": settings, "metrics": results}, indent=2, default=float))
+        record = {"settings": settings, "metrics": results, **({"methods": all_methods} if all_methods else {})}
+        write_json(result.json_path, record, indent=2)
         result.plot_path = output / "completion_sweep.png"
         _write_plot(results, result.plot_path, f"Depth completion sweep ({num_frames} frames, {adapter.name})")
+        if all_methods:
+            result.methods_plot_path = output / "rmse_by_method.png"
+            _write_method_plot(all_methods, result.methods_plot_path, f"RMSE by method ({num_frames} frames)")
         logger.info("Wrote %s and %s.", result.json_path, result.plot_path)
     return result
 

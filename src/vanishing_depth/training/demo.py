@@ -4,7 +4,8 @@ pixels, for the trained model, the same model untrained, nearest-neighbour filli
 
 Writes ``OUT/vanishing-depth-dinov2-demo/`` (encoder + processor: `AutoModel` / `AutoImageProcessor`),
 ``OUT/vanishing-depth-dinov2-demo/pretraining/`` (`VanishingDepthForPretraining` with its decoder),
-``eval_results.json`` (model-card format), ``completion_metrics.json`` (the full table) and ``rmse_vs_density.png``.
+``eval_results.json`` (model-card format), and the completion sweep's ``completion_metrics.json``, ``completion_sweep.png``
+and ``rmse_by_method.png`` (`training.completion_eval`, with the untrained model and the baselines as predictors).
 """
 
 from __future__ import annotations
@@ -15,36 +16,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
 
 DEMO_DENSITIES = (0.5, 0.1, 0.01, 0.001)
-METHODS = ("trained", "untrained", "nearest_fill", "median_fill")
-
-
-def nearest_neighbour_fill(sparse_m: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Classical baseline: every pixel takes the depth of the nearest measured pixel. `(H, W)` metres -> `(H, W)`."""
-    height, width = sparse_m.shape
-    known = torch.nonzero(sparse_m > 0).float()
-    if known.shape[0] == 0:
-        return torch.zeros_like(sparse_m)
-    values = sparse_m[sparse_m > 0]
-    grid = (
-        torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"), -1).reshape(-1, 2).float()
-    )
-    filled = torch.empty(grid.shape[0])
-    for start in range(0, grid.shape[0], chunk):
-        distances = torch.cdist(grid[start : start + chunk], known)
-        filled[start : start + chunk] = values[distances.argmin(dim=1)]
-    return filled.reshape(height, width)
-
-
-def median_fill(sparse_m: torch.Tensor) -> torch.Tensor:
-    """Baseline: every pixel takes the median of the measured depth."""
-    values = sparse_m[sparse_m > 0]
-    return torch.full_like(sparse_m, float(values.median()) if values.numel() else 0.0)
 
 
 def demo_arguments(output_dir: Path, max_steps: int, seed: int, overwrite: bool = False):
@@ -83,74 +59,55 @@ def demo_arguments(output_dir: Path, max_steps: int, seed: int, overwrite: bool 
     )
 
 
+def demo_patterns(densities=DEMO_DENSITIES) -> list[str]:
+    """The sweep's input patterns of the demo: a uniform random share of the valid pixels kept."""
+    return [f"fraction:{density}" for density in densities]
+
+
 @torch.no_grad()
-def evaluate_completion(model_dir: Path, untrained, densities=DEMO_DENSITIES, seed: int = 0, short_edge: int = 112):
-    """RMSE / MAE / AbsRel (metres) on the held-out frames per density and method; frames at `short_edge` px."""
+def evaluate_completion(
+    model_dir: Path,
+    untrained,
+    densities=DEMO_DENSITIES,
+    seed: int = 0,
+    short_edge: int = 112,
+    output_dir: Path | None = None,
+) -> dict:
+    """The completion sweep (`training.completion_eval`) on the held-out frames, one pattern per density, for the
+    trained model, the same model untrained, nearest-neighbour and median filling, all on the same inputs; frames at
+    `short_edge` px. Returns ``{method: {density: {rmse_m, mae_m, abs_rel}}}``; with `output_dir` the sweep's
+    ``completion_metrics.json``, ``completion_sweep.png`` and ``rmse_by_method.png`` are written there."""
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
     from ..modeling_vanishing_depth import VanishingDepthForPretraining
-    from ..processing.augmentation import keep_fraction
-    from .corpora import RGBDSampleDecoder, load_demo_corpus
-    from .metrics import compute_depth_metrics
+    from .completion_eval import BASELINE_PREDICTORS, model_predictor
+    from .completion_eval import evaluate_completion as sweep
+    from .corpora import load_demo_corpus
 
     trained = VanishingDepthForPretraining.from_pretrained(model_dir / "pretraining").eval()
-    untrained = untrained.eval()
-    processor = VanishingDepthImageProcessor(size={"shortest_edge": short_edge})
-    decoder = RGBDSampleDecoder()
-    corpus = load_demo_corpus("test")
-    results = {method: {str(d): [] for d in densities} for method in METHODS}
-    for index in range(len(corpus)):
-        sample = decoder.decode(corpus[index], index=index)
-        inputs = processor(images=sample.rgb, depth=sample.depth_m)
-        h, w = (int(v) for v in inputs["resized_sizes"][0])
-        target = inputs["depth_values"]
-        for density in densities:
-            generator = torch.Generator().manual_seed(seed * 1000 + index * 10 + densities.index(density))
-            sparse = keep_fraction(target, density, generator=generator)
-            predictions = {
-                "trained": trained(pixel_values=inputs["pixel_values"], depth_values=sparse).predicted_depth[0][0, 0],
-                "untrained": untrained(pixel_values=inputs["pixel_values"], depth_values=sparse).predicted_depth[0][
-                    0, 0
-                ],
-                "nearest_fill": nearest_neighbour_fill(sparse[0, 0, :h, :w]),
-                "median_fill": median_fill(sparse[0, 0, :h, :w]),
-            }
-            for method, prediction in predictions.items():
-                metrics = compute_depth_metrics(prediction[:h, :w][None], target[0, 0, :h, :w][None], min_depth_m=1e-3)
-                results[method][str(density)].append({k: float(metrics[k]) for k in ("rmse_m", "mae_m", "abs_rel")})
-    table = {
+    result = sweep(
+        trained,
+        load_demo_corpus("test"),
+        VanishingDepthImageProcessor(size={"shortest_edge": short_edge}),
+        patterns=demo_patterns(densities),
+        predictors={"untrained": model_predictor(untrained.eval()), **BASELINE_PREDICTORS},
+        model_name="trained",
+        output_dir=output_dir,
+        batch_size=1,
+        min_depth_m=1e-3,
+        seed=seed,
+        print_table=False,
+    )
+    return {
         method: {
-            density: {key: float(np.mean([r[key] for r in rows])) for key in ("rmse_m", "mae_m", "abs_rel")}
-            for density, rows in per_density.items()
+            str(density): {key: float(per_pattern[pattern][key]) for key in ("rmse_m", "mae_m", "abs_rel")}
+            for density, pattern in zip(densities, demo_patterns(densities))
         }
-        for method, per_density in results.items()
+        for method, per_pattern in result.methods.items()
     }
-    return table
-
-
-def plot_rmse(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for method, per_density in table.items():
-        densities = [float(d) for d in per_density]
-        axis.plot(
-            [d * 100 for d in densities], [per_density[str(d)]["rmse_m"] for d in densities], marker="o", label=method
-        )
-    axis.set_xscale("log")
-    axis.set_xlabel("input density (% of valid pixels kept)")
-    axis.set_ylabel("RMSE (m), held-out Redwood frames")
-    axis.set_title("Depth completion vs input density")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def format_table(table: dict) -> str:
+    """The demo's table: RMSE in metres by method (rows) and input density (columns)."""
     densities = list(next(iter(table.values())))
     header = "method        " + "".join(f"{float(d) * 100:>9.1f}%" for d in densities)
     lines = ["RMSE (m) on the 4 held-out Redwood frames, by input density", header]
@@ -201,14 +158,12 @@ def run_demo(
     start = time.perf_counter()
     summary = pretrain(args)
     train_seconds = time.perf_counter() - start
-    table = evaluate_completion(model_dir, untrained, seed=seed)
-    write_json(
-        model_dir / "completion_metrics.json",
-        {"densities": list(DEMO_DENSITIES), "table": table, "train_seconds": train_seconds, "steps": summary["steps"]},
-        indent=2,
-    )
+    table = evaluate_completion(model_dir, untrained, seed=seed, output_dir=model_dir)
+    metrics_file = model_dir / "completion_metrics.json"  # the sweep's; the demo adds its training time
+    record = json.loads(metrics_file.read_text())
+    record["settings"].update({"densities": list(DEMO_DENSITIES), "train_seconds": train_seconds, "steps": summary["steps"]})
+    write_json(metrics_file, record, indent=2)
     write_json(model_dir / "eval_results.json", eval_results(table), indent=2)
-    plot_rmse(table, model_dir / "rmse_vs_density.png")
     write_card(model_dir, args)  # again, now with the evaluation numbers
     print(format_table(table))
     print(f"\npretraining: {summary['steps']} steps in {train_seconds / 60:.1f} min; outputs in {model_dir}")
@@ -243,4 +198,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_completion", "median_fill", "nearest_neighbour_fill", "run_demo"]
+__all__ = ["demo_patterns", "evaluate_completion", "format_table", "run_demo"]
