@@ -556,3 +556,17 @@ def test_dynamic_cls_digit_positions_name_where_the_code_writes_the_digits():
         round(digit(d), 4) for d in (4, 3, 7, 5, 0, 0)
     ]
     assert int((code != 0).sum()) == 9
+
+
+def test_config_accepts_every_family_with_a_stream_adapter():
+    from transformers import DINOv3ViTConfig, SiglipVisionConfig
+
+    from vanishing_depth.configuration_vanishing_depth import SUPPORTED_RGB_MODEL_TYPES
+
+    assert {"dinov2", "dinov2_with_registers", "dinov3_vit", "siglip_vision_model"} <= set(SUPPORTED_RGB_MODEL_TYPES)
+    small = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32)
+    assert VanishingDepthConfig(rgb_config=DINOv3ViTConfig(**small)).num_prefix_tokens == 1
+    siglip = VanishingDepthConfig(rgb_config=SiglipVisionConfig(**small))
+    assert siglip.num_prefix_tokens == 0 and siglip.patch_size == 16
+    with pytest.raises(ValueError, match="'siglip'.*no CLS token"):
+        VanishingDepthConfig(rgb_config=SiglipVisionConfig(**small), depth_normalization="dynamic")

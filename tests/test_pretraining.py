@@ -167,7 +167,7 @@ def test_corrupt_and_sparse_rows_are_skipped_and_counted(tmp_path, synthetic_cor
 
 
 def test_two_process_cpu_launch(tmp_path, synthetic_corpus_dir):
-    args = _args(tmp_path, synthetic_corpus_dir, max_steps=3, checkpointing_steps=3)
+    args = _args(tmp_path, synthetic_corpus_dir, max_steps=3, checkpointing_steps=3, debug=True)  # fingerprints
     flags = []
     for key, value in vars(args).items():
         if value is None:

@@ -34,6 +34,12 @@ from .pipeline_vanishing_depth import (
     colorize_depth,
     load_completion_model,
 )
+from .streams_vanishing_depth import (
+    VanishingDepthStreamAdapter,
+    register_stream_adapter,
+    stream_adapter,
+    supported_model_types,
+)
 
 __version__ = "0.1.0"
 
@@ -76,6 +82,7 @@ __all__ = [
     "VanishingDepthModel",
     "VanishingDepthModelOutput",
     "VanishingDepthPreTrainedModel",
+    "VanishingDepthStreamAdapter",
     "convert_dinov2_state_dict",
     "colorize_depth",
     "default_fusion_layers",
@@ -83,4 +90,7 @@ __all__ = [
     "load_completion_model",
     "load_rgb_backbone",
     "positional_depth_encoding",
+    "register_stream_adapter",
+    "stream_adapter",
+    "supported_model_types",
 ]

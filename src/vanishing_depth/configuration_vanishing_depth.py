@@ -1,8 +1,9 @@
 # Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """Configuration of the Vanishing Depth RGB-D encoder (arXiv 2503.19947).
 
-The config holds the frozen RGB backbone's own `Dinov2Config` (or `Dinov2WithRegistersConfig`) as the
-sub-config `rgb_config`, plus the depth-side fields. The depth ViT has the same shape as the RGB ViT; only
+The config holds the frozen RGB backbone's own config as the sub-config `rgb_config` (`Dinov2Config`,
+`Dinov2WithRegistersConfig`, `DINOv3ViTConfig` or `SiglipVisionConfig`: any family with a stream adapter in
+`streams_vanishing_depth`), plus the depth-side fields. The depth ViT has the same shape as the RGB ViT; only
 its input channel count differs, so its config is derived, never stored.
 """
 
@@ -14,10 +15,13 @@ from typing import Any
 from transformers import AutoConfig, Dinov2Config, PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from .streams_vanishing_depth import VanishingDepthStreamAdapter, stream_adapter, supported_model_types
+
 DEPTH_NORMALIZATIONS = ("global", "dynamic")
 DEPTH_ENCODINGS = ("pde", "normalized")
 FEATURE_SOURCES = ("post_fusion", "pre_fusion")
-SUPPORTED_RGB_MODEL_TYPES = ("dinov2", "dinov2_with_registers")
+#: `rgb_config.model_type` values with a stream adapter (see `streams_vanishing_depth`), at import time.
+SUPPORTED_RGB_MODEL_TYPES = supported_model_types()
 SEGMENTATION_HEADS = ("linear", "multiscale")
 
 # The 1-channel normalisation baseline of METHOD §1.2: (d - 5 m) / 5 m.
@@ -41,17 +45,25 @@ def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
     if isinstance(rgb_config, dict):
         rgb_config = dict(rgb_config)
         model_type = rgb_config.pop("model_type", "dinov2")
-        if model_type not in SUPPORTED_RGB_MODEL_TYPES:
-            raise ValueError(f"`rgb_config.model_type` must be one of {SUPPORTED_RGB_MODEL_TYPES}, got {model_type!r}.")
+        if model_type not in supported_model_types():
+            raise ValueError(f"`rgb_config.model_type` must be one of {supported_model_types()}, got {model_type!r}.")
         return AutoConfig.for_model(model_type, **rgb_config)
     if isinstance(rgb_config, PreTrainedConfig):
-        if rgb_config.model_type not in SUPPORTED_RGB_MODEL_TYPES:
+        if rgb_config.model_type not in supported_model_types():
+            hint = (
+                " For a text+vision SigLIP config pass its `vision_config`."
+                if getattr(rgb_config, "vision_config", None) is not None
+                else ""
+            )
             raise ValueError(
-                f"`rgb_config` must be a DINOv2 config (model_type in {SUPPORTED_RGB_MODEL_TYPES}), "
-                f"got a {type(rgb_config).__name__} with model_type {rgb_config.model_type!r}."
+                f"`rgb_config` must be the config of a supported ViT family (model_type in {supported_model_types()}), "
+                f"got a {type(rgb_config).__name__} with model_type {rgb_config.model_type!r}.{hint}"
             )
         return copy.deepcopy(rgb_config)
-    raise ValueError(f"`rgb_config` must be a Dinov2Config, a dict or None, got {type(rgb_config).__name__}.")
+    raise ValueError(
+        f"`rgb_config` must be a PreTrainedConfig of a supported ViT family ({supported_model_types()}), a dict or "
+        f"None, got {type(rgb_config).__name__}."
+    )
 
 
 def _drop_locally_registered_pipelines(kwargs: dict) -> None:
@@ -78,9 +90,10 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
     the same shape, with squeeze-and-excitation fusion from RGB to depth after `fusion_layers`.
 
     Args:
-        rgb_config (`Dinov2Config` or `dict`, *optional*):
-            The RGB backbone's config (any DINOv2 size S/B/L/g, with or without registers). Defaults to a
-            DINOv2 ViT-B/14 shape at 518 px. Built locally: constructing a config never touches the network.
+        rgb_config (`PreTrainedConfig` or `dict`, *optional*):
+            The RGB backbone's config: DINOv2 (any size S/B/L/g, with or without registers), DINOv3 ViT
+            (`DINOv3ViTConfig`) or a SigLIP vision tower (`SiglipVisionConfig`). Defaults to a DINOv2 ViT-B/14 shape
+            at 518 px. Built locally: constructing a config never touches the network.
         pde_channels (`int`, *optional*, defaults to 32):
             Channels C of the positional depth encoding (even: C/2 sin/cos pairs).
         pde_temperature (`float`, *optional*, defaults to 3e-4):
@@ -89,7 +102,8 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             Global depth normaliser d_max in metres (`depth_normalization="global"`).
         depth_normalization (`str`, *optional*, defaults to `"global"`):
             `"global"`: d / max_depth. `"dynamic"`: d / max(d) per image, with max(d) written as a digit code
-            into the depth CLS token (METHOD §1.5) so metric scale is kept.
+            into the depth CLS token (METHOD §1.5) so metric scale is kept. Needs a family with a CLS token
+            (refused for SigLIP).
         depth_encoding (`str`, *optional*, defaults to `"pde"`):
             `"pde"` (sinusoidal, `pde_channels` channels) or `"normalized"`: the 1-channel (d - 5 m) / 5 m
             baseline kept for ablations.
@@ -250,11 +264,21 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
 
     @property
     def patch_size(self) -> int:
-        return self.rgb_config.patch_size
+        return self.stream_adapter.patch_size(self.rgb_config)
 
     @property
     def num_register_tokens(self) -> int:
-        return getattr(self.rgb_config, "num_register_tokens", 0)
+        return self.stream_adapter.num_register_tokens(self.rgb_config)
+
+    @property
+    def stream_adapter(self) -> VanishingDepthStreamAdapter:
+        """How the encoder steps through this RGB family (see `streams_vanishing_depth`)."""
+        return stream_adapter(self.rgb_config)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens: CLS (if the family has one) and registers."""
+        return self.stream_adapter.num_prefix_tokens(self.rgb_config)
 
     @property
     def depth_input_channels(self) -> int:
@@ -268,9 +292,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
 
     def depth_config(self) -> PreTrainedConfig:
         """The depth ViT's config: the RGB config with the depth input channel count."""
-        depth_config = copy.deepcopy(self.rgb_config)
-        depth_config.num_channels = self.depth_input_channels
-        return depth_config
+        return self.stream_adapter.depth_config(self.rgb_config, self.depth_input_channels)
 
     def dynamic_cls_digit_positions(self) -> tuple[int, int]:
         """(units-digit index, first decimal index) of the dynamic max-depth code in the CLS vector: the integer digits
@@ -331,6 +353,12 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
                 )
         if sorted(set(layers)) != list(layers):
             raise ValueError(f"`fusion_layers` must be strictly increasing without repeats, got {layers}.")
+        if self.depth_normalization == "dynamic" and not self.stream_adapter.has_cls_token:
+            raise ValueError(
+                f"`depth_normalization='dynamic'` writes max(depth) into the depth CLS token, but the "
+                f"{self.stream_adapter.family!r} family ({self.rgb_config.model_type}) has no CLS token; use "
+                "`depth_normalization='global'`."
+            )
         if self.depth_normalization == "dynamic":
             units, first_decimal = self.dynamic_cls_digit_positions()
             if first_decimal + 6 > hidden or units - 2 < 2 * hidden // 3:

@@ -198,16 +198,46 @@ def read_state_dict(path: str | os.PathLike, allow_pickle: bool = False) -> dict
     )
 
 
+def _vision_tower(source: PreTrainedModel) -> PreTrainedModel:
+    """The supported RGB ViT inside `source`: `source` itself when it is the plain model of a supported family
+    (`Dinov2Model`, `DINOv3ViTModel`, `SiglipVisionModel`, ...), else the one direct child that is (e.g.
+    `Dinov2ForImageClassification.dinov2`, the `vision_model` of a text+vision `SiglipModel`)."""
+    from transformers import MODEL_MAPPING
+
+    from .streams_vanishing_depth import supported_model_types
+
+    def is_plain_model(module) -> bool:
+        config = getattr(module, "config", None)
+        model_type = getattr(config, "model_type", None)
+        if not isinstance(module, PreTrainedModel) or model_type not in supported_model_types():
+            return False
+        try:
+            return isinstance(module, MODEL_MAPPING[type(config)])
+        except KeyError:
+            return False
+
+    if is_plain_model(source):
+        return source
+    towers = [child for child in source.children() if is_plain_model(child)]
+    if len(towers) == 1:
+        return towers[0]
+    raise ValueError(
+        f"`rgb_backbone` must be (or wrap) the vision model of a supported ViT family (model_type in "
+        f"{supported_model_types()}), e.g. Dinov2Model, DINOv3ViTModel or SiglipVisionModel; got "
+        f"{type(source).__name__} (model_type {getattr(source.config, 'model_type', None)!r})."
+    )
+
+
 def load_rgb_backbone(source, allow_pickle: bool = False) -> PreTrainedModel:
-    """A DINOv2 model from an instance, a Hub id, a saved folder, or a state-dict file in any known layout."""
+    """An RGB ViT of a supported family from an instance, a Hub id or a saved folder, or a DINOv2 from a state-dict
+    file in any known layout. A model wrapping the vision model (an image classifier, a text+vision `SiglipModel`)
+    gives its vision tower."""
     if isinstance(source, PreTrainedModel):
-        model = getattr(source, "dinov2", source)  # e.g. Dinov2ForImageClassification -> its Dinov2Model
-        if model.config.model_type not in ("dinov2", "dinov2_with_registers"):
-            raise ValueError(f"`rgb_backbone` must be a DINOv2 model, got {type(source).__name__}.")
-        return model
+        return _vision_tower(source)
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(
-            f"`rgb_backbone` must be a Dinov2Model, a Hub id, a folder or a checkpoint file; got {type(source).__name__}."
+            "`rgb_backbone` must be a model instance (Dinov2Model, DINOv3ViTModel, SiglipVisionModel, ...), a Hub id, "
+            f"a folder or a DINOv2 checkpoint file; got {type(source).__name__}."
         )
     path = Path(source)
     if path.is_file():

@@ -251,7 +251,7 @@ def _without_size_shortcuts(model: nn.Module) -> Iterator[None]:
     patched_modules = []
     for module in model.modules():
         method = getattr(type(module), "interpolate_pos_encoding", None)
-        if not callable(method) or not hasattr(module, "position_embeddings"):
+        if not callable(method) or not (hasattr(module, "position_embeddings") or hasattr(module, "position_embedding")):
             continue
 
         def interpolate(embeddings, height, width, _method=method, _module=module):

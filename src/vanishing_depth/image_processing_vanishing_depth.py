@@ -236,7 +236,11 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
 
     @classmethod
     def from_model_config(cls, config, **kwargs) -> VanishingDepthImageProcessor:
-        """A processor whose patch size and PDE settings match a `VanishingDepthConfig`."""
+        """A processor whose patch size, RGB normalisation (the RGB family's mean/std, from its stream adapter: ImageNet
+        for DINOv2/DINOv3, 0.5 for SigLIP) and PDE settings match a `VanishingDepthConfig`. Keyword arguments win."""
+        adapter = config.stream_adapter
+        kwargs.setdefault("image_mean", list(adapter.image_mean))
+        kwargs.setdefault("image_std", list(adapter.image_std))
         return cls(
             patch_size=config.patch_size,
             pde_channels=config.pde_channels,

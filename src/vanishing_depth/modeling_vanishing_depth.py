@@ -4,8 +4,9 @@
 Reading order, top to bottom (the positional depth encoding, PDE, and the dynamic max-depth CLS code live in the flat
 module `depth_encoding_vanishing_depth`, shared with the image processor): the depth patch projection, the
 squeeze-and-excitation fusion, the `PreTrainedModel` base, the encoder (`VanishingDepthModel`), and the
-backbone (`VanishingDepthBackbone`). The two DINOv2 streams are stepped through block by block with the public
-`embeddings` / `encoder.layer[i]` / `layernorm` seams of transformers' own `Dinov2Model`; no DINOv2 code is copied.
+backbone (`VanishingDepthBackbone`). The two ViT streams are stepped through block by block through the public seams
+of transformers' own model of the RGB family (DINOv2, DINOv3, SigLIP vision), which the family's stream adapter in
+`streams_vanishing_depth` names (embeddings, blocks, rotary embeddings, final norm); no ViT code is copied.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .depth_encoding_vanishing_depth import (
     positional_depth_encoding,
 )
 from .loss_vanishing_depth import VanishingDepthLoss, masked_silog_l1_loss
+from .streams_vanishing_depth import all_block_layer_names, stream_adapter
 
 logger = logging.get_logger(__name__)
 
@@ -168,9 +170,11 @@ class VanishingDepthModelOutput(ModelOutput):
             Depth-stream tokens after the last block and the depth ViT's final layer norm (P prefix tokens: CLS and
             registers; N = (H/14)(W/14) patch tokens).
         pooler_output (`torch.FloatTensor` of shape `(B, 2D)`):
-            The final layer-normed RGB and depth CLS tokens, concatenated (RGB first).
+            The final layer-normed RGB and depth CLS tokens, concatenated (RGB first). For a family without a CLS
+            token (SigLIP) each stream's part is the mean of its final layer-normed patch tokens.
         rgb_last_hidden_state (`torch.FloatTensor` of shape `(B, P + N, D)`):
-            The frozen RGB stream after its final layer norm: identical to a plain `Dinov2Model` on the same weights.
+            The frozen RGB stream after its final layer norm: identical to the plain transformers model of the RGB
+            family (`Dinov2Model`, `DINOv3ViTModel`, `SiglipVisionModel`) on the same weights.
         feature_maps (`tuple(torch.FloatTensor)`, one `(B, 2D, H/14, W/14)` per fusion layer):
             RGB and depth patch features concatenated along channels (RGB first) at each fusion layer, as configured
             by `feature_source` and `feature_layernorm`.
@@ -211,7 +215,7 @@ class VanishingDepthPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["Dinov2Embeddings", "Dinov2Layer", "Dinov2WithRegistersEmbeddings", "Dinov2WithRegistersLayer"]
+    _no_split_modules = all_block_layer_names()
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -462,19 +466,25 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__(config)
+        adapter = config.stream_adapter
         self.rgb_encoder = AutoModel.from_config(config.rgb_config)
         self.depth_encoder = AutoModel.from_config(config.depth_config())
-        old_projection = self.depth_encoder.embeddings.patch_embeddings.projection
-        self.depth_encoder.embeddings.patch_embeddings.projection = VanishingDepthPatchProjection(
-            old_projection.in_channels,
-            old_projection.out_channels,
-            kernel_size=old_projection.kernel_size,
-            stride=old_projection.stride,
+        old_projection = adapter.patch_projection(self.depth_encoder)
+        adapter.replace_patch_projection(
+            self.depth_encoder,
+            VanishingDepthPatchProjection(
+                old_projection.in_channels,
+                old_projection.out_channels,
+                kernel_size=old_projection.kernel_size,
+                stride=old_projection.stride,
+                bias=old_projection.bias is not None,
+            ),
         )
         # The depth stream never masks patches (DINOv2's iBOT mask token): keep it out of optimisers and DDP.
-        if self.depth_encoder.embeddings.mask_token is not None:
-            self.depth_encoder.embeddings.mask_token.requires_grad_(False)
-        self.num_prefix_tokens = 1 + config.num_register_tokens
+        mask_token = adapter.mask_token(self.depth_encoder)
+        if mask_token is not None:
+            mask_token.requires_grad_(False)
+        self.num_prefix_tokens = config.num_prefix_tokens
         self.fusions = nn.ModuleList(
             VanishingDepthFusion(config.hidden_size, config.se_reduction, self.num_prefix_tokens, config.fuse_cls_token)
             for _ in config.fusion_layers
@@ -496,7 +506,12 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         return self
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.depth_encoder.embeddings.patch_embeddings
+        return self.depth_encoder.get_input_embeddings()
+
+    @property
+    def stream_adapter(self):
+        """The RGB family's adapter (`streams_vanishing_depth`): embeddings, blocks, final norm, prefix tokens."""
+        return self.config.stream_adapter
 
     # -- depth embedding -----------------------------------------------------------------------------------------------
     def encode_depth(self, depth_values: torch.Tensor) -> torch.Tensor:
@@ -515,7 +530,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
     def _depth_embeddings(
         self, depth_input: torch.Tensor, depth_values: torch.Tensor | None, depth_scale_m: torch.Tensor | None
     ) -> torch.Tensor:
-        embeddings = self.depth_encoder.embeddings(depth_input)
+        embeddings = self.stream_adapter.embed(self.depth_encoder, depth_input)
         if self.config.depth_normalization != "dynamic":
             return embeddings
         if depth_scale_m is None:
@@ -530,7 +545,10 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         if self.config.add_depth_scale_to_cls_token:
             cls_token = embeddings[:, 0] + code
         else:
-            cls_token = code + self.depth_encoder.embeddings.position_embeddings[:, 0].to(embeddings.dtype)
+            cls_token = code
+            cls_position = self.stream_adapter.cls_position_embedding(self.depth_encoder)
+            if cls_position is not None:
+                cls_token = cls_token + cls_position.to(embeddings.dtype)
         return torch.cat((cls_token[:, None], embeddings[:, 1:]), dim=1)
 
     # -- forward -------------------------------------------------------------------------------------------------------
@@ -586,7 +604,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             self._feature_map(streams.rgb[layer], depth_source[layer], height, width) for layer in feature_layers
         )
         rgb_last, depth_last = streams.rgb_last_hidden_state, streams.last_hidden_state
-        pooled = torch.cat((rgb_last[:, 0].to(depth_last.dtype), depth_last[:, 0]), dim=-1)
+        pooled = torch.cat((self._pooled_token(rgb_last).to(depth_last.dtype), self._pooled_token(depth_last)), dim=-1)
         output = VanishingDepthModelOutput(
             last_hidden_state=depth_last,
             pooler_output=pooled,
@@ -621,23 +639,26 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             depth_encoding = self.encode_depth(depth_values)
         depth_hidden = self._depth_embeddings(depth_encoding, depth_values, depth_scale_m)
 
+        adapter = self.stream_adapter
         frozen = config.freeze_rgb_encoder
         rgb_encoder = self.rgb_encoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            rgb_hidden = rgb_encoder.embeddings(
-                pixel_values.to(rgb_encoder.embeddings.patch_embeddings.projection.weight.dtype)
-            )
+            pixel_values = pixel_values.to(adapter.patch_projection(rgb_encoder).weight.dtype)
+            rgb_hidden = adapter.embed(rgb_encoder, pixel_values)
+            # Computed once per forward from the patch grid (e.g. DINOv3's RoPE) and passed to every block.
+            rgb_context = adapter.block_context(rgb_encoder, pixel_values)
+        depth_context = adapter.share_block_context(rgb_context, depth_hidden.dtype)
 
         fusion_index = {layer: i for i, layer in enumerate(config.fusion_layers)}
         streams = VanishingDepthStreams(rgb={}, depth_pre_fusion={}, depth_post_fusion={})
         all_depth_hidden = [depth_hidden] if output_hidden_states else None
         all_rgb_hidden = [rgb_hidden] if output_hidden_states else None
         for block_index, (rgb_layer, depth_layer) in enumerate(
-            zip(rgb_encoder.encoder.layer, self.depth_encoder.encoder.layer)
+            zip(adapter.blocks(rgb_encoder), adapter.blocks(self.depth_encoder))
         ):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-                rgb_hidden = rgb_layer(rgb_hidden)  # transformers 5.x: a tensor, never index it with [0]
-            depth_hidden = depth_layer(depth_hidden)
+                rgb_hidden = adapter.call_block(rgb_layer, rgb_hidden, rgb_context)
+            depth_hidden = adapter.call_block(depth_layer, depth_hidden, depth_context)
             if block_index in feature_layers:
                 streams.depth_pre_fusion[block_index] = depth_hidden
             if block_index in fusion_index:
@@ -650,11 +671,23 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
                 all_rgb_hidden.append(rgb_hidden)
 
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            streams.rgb_last_hidden_state = rgb_encoder.layernorm(rgb_hidden)
-        streams.last_hidden_state = self.depth_encoder.layernorm(depth_hidden)
+            streams.rgb_last_hidden_state = adapter.final_norm(rgb_encoder)(rgb_hidden)
+        streams.last_hidden_state = adapter.final_norm(self.depth_encoder)(depth_hidden)
         if output_hidden_states:
             streams.hidden_states, streams.rgb_hidden_states = tuple(all_depth_hidden), tuple(all_rgb_hidden)
         return streams
+
+    def _pooled_token(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`(B, P + N, D)` -> `(B, D)`: the CLS token, or the mean of the patch tokens for a family without one."""
+        if self.stream_adapter.has_cls_token:
+            return tokens[:, 0]
+        return tokens[:, self.num_prefix_tokens :].mean(dim=1)
+
+    def rgb_final_norm(self) -> nn.Module:
+        return self.stream_adapter.final_norm(self.rgb_encoder)
+
+    def depth_final_norm(self) -> nn.Module:
+        return self.stream_adapter.final_norm(self.depth_encoder)
 
     def tokens_to_map(self, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Patch tokens `(B, P + N, D)` of an `H x W` input -> `(B, D, H/14, W/14)` (prefix tokens dropped)."""
@@ -667,11 +700,11 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
     ) -> torch.Tensor:
         """Layer-normed (if configured) RGB and depth patch tokens -> `(B, 2D, H/14, W/14)`, RGB channels first."""
         if self.config.feature_layernorm:
-            rgb_tokens = self.rgb_encoder.layernorm(rgb_tokens)
-            depth_tokens = self.depth_encoder.layernorm(depth_tokens)
+            rgb_tokens = self.rgb_final_norm()(rgb_tokens)
+            depth_tokens = self.depth_final_norm()(depth_tokens)
         return self.tokens_to_map(torch.cat((rgb_tokens.to(depth_tokens.dtype), depth_tokens), dim=-1), height, width)
 
-    # -- construction from an RGB DINOv2 -------------------------------------------------------------------------------
+    # -- construction from an RGB ViT ----------------------------------------------------------------------------------
     @classmethod
     def from_rgb_backbone(
         cls,
@@ -681,15 +714,17 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         image_size: int | None = None,
         **config_kwargs,
     ) -> VanishingDepthModel:
-        """Build both streams from one pretrained DINOv2, as METHOD §1.3 does.
+        """Build both streams from one pretrained RGB ViT (DINOv2, DINOv3 ViT, SigLIP vision), as METHOD §1.3 does.
 
         Every tensor whose shape matches is copied into both the RGB and the depth ViT (blocks, CLS, registers, mask
         token, final norm, patch-embedding bias); the depth patch-embedding weight (C input channels instead of 3)
-        keeps its fresh random init; position embeddings are bicubically interpolated when `image_size` changes the
-        grid.
+        keeps its fresh random init; absolute position embeddings are bicubically interpolated when `image_size`
+        changes the grid (DINOv3 has none: RoPE).
 
         Args:
-            rgb_backbone: a `Dinov2Model` / `Dinov2WithRegistersModel` instance; a Hub id such as
+            rgb_backbone: a model instance of a supported family (`Dinov2Model`, `Dinov2WithRegistersModel`,
+                `DINOv3ViTModel`, `SiglipVisionModel`; a model wrapping one, such as `Dinov2ForImageClassification` or
+                a text+vision `SiglipModel`, gives its vision tower); a Hub id such as
                 ``"facebook/dinov2-small"`` (online users) or a local folder saved with `save_pretrained` (offline);
                 or a path to an original ``dinov2_vit*14[_reg4]_pretrain.pth`` / a `.safetensors` state dict in the
                 original or transformers v4/v5 key layout (see `vanishing_depth.convert_dinov2_state_dict`).
@@ -711,8 +746,8 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         config_kwargs.setdefault("rgb_backbone_name_or_path", source_name)
         config = VanishingDepthConfig(rgb_config=rgb_config, **config_kwargs)
         model = cls(config)
-        report_rgb = load_matching_state_dict(model.rgb_encoder, source_state)
-        report_depth = load_matching_state_dict(model.depth_encoder, source_state)
+        report_rgb = load_matching_state_dict(model.rgb_encoder, source_state, config.stream_adapter)
+        report_depth = load_matching_state_dict(model.depth_encoder, source_state, config.stream_adapter)
         if report_rgb["skipped"]:
             raise ValueError(f"RGB backbone weights did not fit the RGB stream: {report_rgb['skipped']}")
         logger.info(
@@ -725,10 +760,13 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         return model
 
 
-def load_matching_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+def load_matching_state_dict(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], adapter=None
+) -> dict[str, list[str]]:
     """Shape-tolerant copy (METHOD §1.3): equal shapes are copied, position embeddings of another grid are
-    bicubically interpolated, anything else is skipped and reported. Returns {"copied", "interpolated", "skipped",
-    "missing"} key lists."""
+    bicubically interpolated (as the family's `adapter` says; default DINOv2), anything else is skipped and reported.
+    Returns {"copied", "interpolated", "skipped", "missing"} key lists."""
+    adapter = adapter if adapter is not None else stream_adapter("dinov2")
     report = {"copied": [], "interpolated": [], "skipped": [], "missing": []}
     own = module.state_dict()
     with torch.no_grad():
@@ -740,11 +778,13 @@ def load_matching_state_dict(module: nn.Module, state_dict: dict[str, torch.Tens
             if source.shape == target.shape:
                 target.copy_(source.to(target.dtype))
                 report["copied"].append(key)
-            elif key.endswith("position_embeddings") and source.shape[-1] == target.shape[-1]:
-                target.copy_(interpolate_position_embeddings(source, target.shape[1] - 1).to(target.dtype))
-                report["interpolated"].append(key)
             else:
-                report["skipped"].append(key)
+                resized = adapter.interpolate_state_tensor(key, source, target)
+                if resized is not None:
+                    target.copy_(resized.to(target.dtype))
+                    report["interpolated"].append(key)
+                else:
+                    report["skipped"].append(key)
     return report
 
 
@@ -860,10 +900,12 @@ def _backbone_token_features(
     channels (RGB first) with the same layer norm as `VanishingDepthModel._feature_map`, so that `[:, 1:]` reshaped to
     the patch grid equals the 4-D feature map."""
     if model.config.feature_layernorm:
-        rgb_tokens = model.rgb_encoder.layernorm(rgb_tokens)
-        depth_tokens = model.depth_encoder.layernorm(depth_tokens)
+        rgb_tokens = model.rgb_final_norm()(rgb_tokens)
+        depth_tokens = model.depth_final_norm()(depth_tokens)
     tokens = torch.cat((rgb_tokens.to(depth_tokens.dtype), depth_tokens), dim=-1)
-    return torch.cat((tokens[:, :1], tokens[:, model.num_prefix_tokens :]), dim=1)
+    # A family without a CLS token (SigLIP) puts the mean patch token first, as in `pooler_output`.
+    first = tokens[:, :1] if model.stream_adapter.has_cls_token else tokens[:, model.num_prefix_tokens :].mean(1, True)
+    return torch.cat((first, tokens[:, model.num_prefix_tokens :]), dim=1)
 
 
 def _ceil_div(size: int, divisor: int) -> int:
@@ -985,7 +1027,7 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
         self.vanishing_depth = VanishingDepthModel(config)
         # The decoder reads pre-norm tokens, so the depth stream's final layer norm gets no gradient here; freezing
         # it keeps it out of the optimiser and lets DDP run without find_unused_parameters.
-        self.vanishing_depth.depth_encoder.layernorm.requires_grad_(False)
+        self.vanishing_depth.depth_final_norm().requires_grad_(False)
         self.decoder = VanishingDepthPretrainingDecoder(config)
         self.pretraining_loss = VanishingDepthLoss(alpha=config.loss_alpha, variance_focus=config.loss_variance_focus)
         self.post_init()

@@ -413,7 +413,7 @@ def save_checkpoint(accelerator, model, optimizer, checkpoints: Path, step: int,
 # ----------------------------------------------------------------------------------------------------------------------
 # Output folder and resume checks (read-only: every process runs them before anything is written)
 # ----------------------------------------------------------------------------------------------------------------------
-_BOOKKEEPING_ARGUMENTS = ("output_dir", "resume", "overwrite", "allow_pickle")
+_BOOKKEEPING_ARGUMENTS = ("output_dir", "resume", "overwrite", "allow_pickle", "debug")
 #: Arguments that define the model: a checkpoint's weights cannot follow a change of them.
 _MODEL_ARGUMENTS = ("rgb_backbone", "model_shape", "config_overrides")
 

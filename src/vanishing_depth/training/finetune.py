@@ -90,7 +90,7 @@ def lora_config_for_depth_stream(
     r: int = 8,
     lora_alpha: int | None = None,
     lora_dropout: float = 0.0,
-    target_modules: Sequence[str] = ("q_proj", "v_proj"),
+    target_modules: Sequence[str] | None = None,
     modules_to_save: Sequence[str] | None = None,
     task: str | None = None,
     model: torch.nn.Module | None = None,
@@ -99,11 +99,14 @@ def lora_config_for_depth_stream(
 
     Args:
         r / lora_alpha / lora_dropout: LoRA rank, scaling (default 2r) and dropout.
-        target_modules: projection names inside each depth-ViT block (transformers v5 DINOv2: ``q_proj``,
-            ``k_proj``, ``v_proj``, ``o_proj``, ``fc1``, ``fc2``), turned into [`depth_stream_lora_pattern`].
+        target_modules: projection names inside each depth-ViT block. Default: the RGB family's stream adapter's
+            `lora_default_targets` (``q_proj``, ``v_proj`` for DINOv2, DINOv3 and SigLIP); its
+            `attention_projections` lists the attention projections (DINOv2/DINOv3: ``q_proj``, ``k_proj``,
+            ``v_proj``, ``o_proj``; SigLIP: ``out_proj`` for the output). Without `model` the DINOv2 default
+            ``("q_proj", "v_proj")`` and [`depth_stream_lora_pattern`] apply.
         modules_to_save: modules trained and saved in full; default: the head of `model` (its `head_module_names`)
             or of `task`.
-        task / model: where the head names come from when `modules_to_save` is None.
+        task / model: where the head names (and, from `model`, the RGB family's block layout) come from.
 
     Use with `peft.get_peft_model(model, config)`; the adapters save with `save_pretrained` and reload with
     `peft.PeftModel.from_pretrained(base_model, folder)`.
@@ -121,11 +124,23 @@ def lora_config_for_depth_stream(
             raise ValueError("pass `modules_to_save`, `task` or `model` so the task head is trained and saved.")
     if not isinstance(r, int) or r < 1:
         raise ValueError(f"`r` must be a positive integer rank, got {r!r}.")
-    pattern = depth_stream_lora_pattern(target_modules)
+    adapter = None
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "rgb_config", None) is not None:
+        adapter = config.stream_adapter
+    if target_modules is None:
+        target_modules = adapter.lora_default_targets if adapter is not None else ("q_proj", "v_proj")
+    pattern = depth_stream_lora_pattern(target_modules)  # validates the names
+    if adapter is not None:
+        names = "|".join(target_modules)
+        pattern = rf"(?:.*\.)?depth_encoder\.{adapter.blocks_regex()}\.(?:.*\.)?(?:{names})"
     if model is not None:
         found = [name for name, _ in model.named_modules() if re.fullmatch(pattern, name)]
         if not found:
-            raise ValueError(f"no module of {type(model).__name__} matches the depth-stream LoRA pattern {pattern!r}.")
+            known = f" ({adapter.family} attention projections: {adapter.attention_projections})" if adapter else ""
+            raise ValueError(
+                f"no module of {type(model).__name__} matches the depth-stream LoRA pattern {pattern!r}{known}."
+            )
     return LoraConfig(
         r=r,
         lora_alpha=lora_alpha if lora_alpha is not None else 2 * r,

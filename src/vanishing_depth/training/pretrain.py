@@ -47,6 +47,20 @@ Rows that cannot be used are skipped and counted by cause (unreadable image, unr
 valid pixels; `vanishing_depth.training.corpora.RGBDSampleDecoder`), for training and validation alike, in every
 ``training_log.jsonl`` record, the summary and the final log line. The run fails, saying so, when more than
 ``max_bad_row_share`` of the rows read from one corpus (or from the validation corpus) are bad.
+
+Process records and ``--debug``
+-------------------------------
+Every process writes ``process_R_of_W.json`` at the end: its rank and a checksum of the weights it ended with (DDP
+keeps them identical). With ``--debug`` it also holds ``data_fingerprints``, a checksum of the targets of each of its
+micro-batches (each process reads its own data); they cost a device-to-host sync per micro-batch, so a normal run
+computes none. The flag changes nothing else: losses, weights and checkpoints are the same with and without it.
+
+Code layout
+-----------
+`pretrain` runs a `_PretrainingRun`: its set-up reads everything (resume and output-folder checks, accelerator,
+model/optimizer/schedule, data, validation set) before writing the output folder; `train` loops over micro-batches
+(`_take_batch`, `_forward_backward`), and each optimizer step (`_finish_step`) checks the row counts, then logs,
+validates and checkpoints at its intervals; `_finish` writes the final model, summary and last log line.
 """
 
 from __future__ import annotations
@@ -66,6 +80,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..streams_vanishing_depth import stream_adapter
 from .checkpoints import (
     check_output_dir,
     check_resume,
@@ -202,6 +217,14 @@ class PretrainingArguments:
     )
     dataloader_num_workers: int = field(default=0)
     write_model_card: bool = field(default=True)
+    debug: bool = field(
+        default=False,
+        metadata={
+            "help": "Audit mode: every process also records a per-step checksum of its targets (data_fingerprints "
+            "in process_R_of_W.json). Each one is a device-to-host sync, so it is off in normal runs; training and "
+            "its numbers are the same either way."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.image_size % 14:
@@ -262,23 +285,25 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**61 - 1))
 
 
-def normalize_rgb(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> ImageNet-normalised, with the image processor's constants."""
+def normalize_rgb(rgb: torch.Tensor, image_mean=None, image_std=None) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> normalised with the RGB family's constants (default: ImageNet's, the image
+    processor's; `stream_adapter(config).image_mean` / `image_std` for others, e.g. 0.5 / 0.5 for SigLIP)."""
     from ..image_processing_vanishing_depth import IMAGENET_MEAN, IMAGENET_STD
 
-    mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
-    return (rgb - mean) / std
+    mean = torch.tensor(IMAGENET_MEAN if image_mean is None else image_mean, dtype=rgb.dtype, device=rgb.device)
+    std = torch.tensor(IMAGENET_STD if image_std is None else image_std, dtype=rgb.dtype, device=rgb.device)
+    return (rgb - mean.view(3, 1, 1)) / std.view(3, 1, 1)
 
 
 class PretrainingBatchAssembler:
     """What the map-style and the streaming data paths share: one frame's crop and jitter, and a batch's depth
     randomisation and masks, all drawn from the step's generator; plus the epoch of the masking curriculum."""
 
-    def __init__(self, args: PretrainingArguments, world_size: int) -> None:
+    def __init__(self, args: PretrainingArguments, world_size: int, normalization=None) -> None:
         from ..processing.augmentation import MaskingCurriculum, PretrainingDepthTransform, VanishingDepthMasker
 
         self.args = args
+        self.image_mean, self.image_std = normalization if normalization is not None else (None, None)
         curriculum = MaskingCurriculum(
             mean_start=args.mask_mean_start,
             mean_end=args.mask_mean_end,
@@ -317,7 +342,7 @@ class PretrainingBatchAssembler:
         depths = torch.stack([depth for _, depth in crops])
         transformed = self.depth_transform(depths, generator=generator, epoch=self.epoch_at(step))
         return {
-            "pixel_values": normalize_rgb(torch.stack([rgb for rgb, _ in crops])),
+            "pixel_values": normalize_rgb(torch.stack([rgb for rgb, _ in crops]), self.image_mean, self.image_std),
             "depth_values": transformed["depth_values"],
             "target_depth": transformed["target_depth"],
             "removed_mask": transformed["removed_mask"],
@@ -343,13 +368,15 @@ class PretrainingBatches(torch.utils.data.Dataset):
     same corpus, so bad rows never move weight from one corpus to another.
     """
 
-    def __init__(self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int) -> None:
+    def __init__(
+        self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int, normalization=None
+    ) -> None:
         from .corpora import RGBDSampleDecoder
 
         self.args, self.rank, self.total = args, rank, total
         self.corpora = corpora
         self.decoders = [RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels) for _ in corpora]
-        self.assembler = PretrainingBatchAssembler(args, world_size)
+        self.assembler = PretrainingBatchAssembler(args, world_size, normalization)
         # Small corpora are decoded once and kept: the demo's 22 frames are re-drawn thousands of times.
         self._cache: dict[tuple[int, int], Any] = {}
         self._cache_limit = 4096
@@ -432,7 +459,14 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
     bucket); a skipped row is replaced by the stream's next row, which may come from another corpus."""
 
     def __init__(
-        self, args: PretrainingArguments, rank: int, world_size: int, start_step: int, total: int, skip_samples: int = 0
+        self,
+        args: PretrainingArguments,
+        rank: int,
+        world_size: int,
+        start_step: int,
+        total: int,
+        skip_samples: int = 0,
+        normalization=None,
     ) -> None:
         from .corpora import prepare_pretraining_corpus
 
@@ -447,7 +481,7 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
             world_size=world_size,
             min_valid_pixels=args.min_valid_pixels,
         )
-        self.assembler = PretrainingBatchAssembler(args, world_size)
+        self.assembler = PretrainingBatchAssembler(args, world_size, normalization)
 
     def __iter__(self):
         args = self.args
@@ -574,7 +608,7 @@ def _check_bad_share(counts: dict[str, int], limit: float, what: str) -> None:
 
 
 def prepare_validation(
-    args: PretrainingArguments, output_dir: Path
+    args: PretrainingArguments, output_dir: Path, normalization=None
 ) -> tuple[dict[str, torch.Tensor] | None, dict[str, int]]:
     """Held-out frames centre-resized to the training size and their removal masks at fixed fractions, created once
     (seeded) and stored in ``validation_set.safetensors`` so every evaluation and every resumed run use the same.
@@ -585,7 +619,9 @@ def prepare_validation(
     Raises:
         ValueError: more than `max_bad_row_share` of the rows read are bad, or no usable frame at all.
     """
-    tensors, counts, built = load_or_build_validation(args, output_dir / "validation_set.safetensors")
+    tensors, counts, built = load_or_build_validation(
+        args, output_dir / "validation_set.safetensors", normalization=normalization
+    )
     if built:
         save_validation_set(output_dir / "validation_set.safetensors", tensors, args, counts)
     return tensors, counts
@@ -599,10 +635,11 @@ def save_validation_set(path: Path, tensors: dict[str, torch.Tensor], args: Pret
 
 
 def load_or_build_validation(
-    args: PretrainingArguments, path: Path, reuse: bool = True
+    args: PretrainingArguments, path: Path, reuse: bool = True, normalization=None
 ) -> tuple[dict[str, torch.Tensor] | None, dict[str, int], bool]:
     """The validation set: read from `path` when `reuse` and it was built for the same validation arguments, else
-    built from ``--validation-dataset`` (nothing is written). Returns (tensors or None, row counts, built)."""
+    built from ``--validation-dataset`` (nothing is written), RGB normalised with `normalization` (``(mean, std)`` of
+    the RGB family; default ImageNet's). Returns (tensors or None, row counts, built)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -636,7 +673,10 @@ def load_or_build_validation(
 
     corpus = load_corpus(args.validation_dataset, split=args.validation_split)
     decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
-    processor = VanishingDepthImageProcessor(size={"height": args.image_size, "width": args.image_size})
+    image_mean, image_std = normalization if normalization is not None else (None, None)
+    processor = VanishingDepthImageProcessor(
+        size={"height": args.image_size, "width": args.image_size}, image_mean=image_mean, image_std=image_std
+    )
     rgbs, depths = [], []
     for sample in decoder.iterate(corpus):  # undecoded rows: a corrupt one is skipped and counted, not raised
         inputs = processor(images=sample.rgb, depth=sample.depth_m)
@@ -699,65 +739,105 @@ def _rows_report(counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def pretrain(args: PretrainingArguments) -> dict[str, Any]:
-    """Run (or resume) pretraining; returns a summary with the loss history, the row counts by cause and the final
-    validation metrics."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
+def _resolve_report_to(report_to: str) -> str:
+    """``auto`` -> ``tensorboard`` when it is installed, else ``none``; any other value as given."""
+    if report_to != "auto":
+        return report_to
+    try:
+        import tensorboard  # noqa: F401
 
-    output_dir = Path(args.output_dir)
-    # Read-only checks first, in every process, so a refusal leaves everything as it was.
-    checkpoint, resume_state, changed = None, None, {}
-    if args.resume:
-        checkpoint = resolve_checkpoint(args.resume)
-        resume_state = read_training_state(checkpoint)
-        changed = check_resume(checkpoint, resume_state, args)
-    in_place = check_output_dir(args, output_dir, checkpoint, resume_state)
+        return "tensorboard"
+    except ImportError:
+        return "none"
 
-    report_to = args.report_to
-    if report_to == "auto":
-        try:
-            import tensorboard  # noqa: F401
 
-            report_to = "tensorboard"
-        except ImportError:
-            report_to = "none"
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=None if report_to == "none" else report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-    )
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
-        raise ValueError(
-            f"distributed type {accelerator.distributed_type.value}: checkpoints of sharded models are not supported "
-            "by the pickle-free checkpoint format; launch with DDP (accelerate launch --multi_gpu)."
+class _PretrainingRun:
+    """One call of `pretrain`, one method per job.
+
+    Set-up (``__init__``) reads everything first, in every process, so a refusal or a bad corpus leaves the output
+    folder as it was: `_check_resume_and_output_dir`, `_start_accelerator`, `_build_model_and_optimizer`,
+    `_build_data`, `_read_validation_set`; only then `_write_output_dir` writes, and `_start_row_counts` /
+    `_start_trackers` finish the set-up. `train` is the loop: `_forward_backward` per micro-batch, `_finish_step` per
+    optimizer step (schedule, row-count check, history) with `_log_step`, `_validate` and `_save_checkpoint` at their
+    intervals, and `_finish` (process record, final validation, final save, summary, last log line).
+    """
+
+    def __init__(self, args: PretrainingArguments) -> None:
+        self.args = args
+        self.output_dir = Path(args.output_dir)
+        self.log_path = self.output_dir / "training_log.jsonl"
+        self.checkpoints = self.output_dir / "checkpoints"
+        self._check_resume_and_output_dir()
+        self._start_accelerator()
+        # Everything that reads (the checkpoint, the corpora, the validation set) before anything is written, so a
+        # failure here leaves the output folder as it was.
+        self._build_model_and_optimizer()
+        self._build_data()
+        self._read_validation_set()
+        self._write_output_dir()
+        self._start_row_counts()
+        self._start_trackers()
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Set-up
+    # ------------------------------------------------------------------------------------------------------------------
+    def _check_resume_and_output_dir(self) -> None:
+        """Read-only checks first, in every process, so a refusal leaves everything as it was."""
+        args = self.args
+        self.checkpoint, self.resume_state, self.changed = None, None, {}
+        if args.resume:
+            self.checkpoint = resolve_checkpoint(args.resume)
+            self.resume_state = read_training_state(self.checkpoint)
+            self.changed = check_resume(self.checkpoint, self.resume_state, args)
+        self.in_place = check_output_dir(args, self.output_dir, self.checkpoint, self.resume_state)
+
+    def _start_accelerator(self) -> None:
+        """The Accelerator (DDP only: sharded models have no pickle-free checkpoint), the seed, rank and run id."""
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
+
+        args, output_dir = self.args, self.output_dir
+        self.report_to = _resolve_report_to(args.report_to)
+        accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with=None if self.report_to == "none" else self.report_to,
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         )
-    set_seed(args.seed)
-    rank, world_size = accelerator.process_index, accelerator.num_processes
-    start_step = resume_state["step"] if resume_state else 0
-    run_id = (resume_state or {}).get("run_id") or uuid.uuid4().hex
-    run_id = broadcast_object_list([run_id])[0]  # one id for all processes
-    log_path = output_dir / "training_log.jsonl"
+        sharded = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+        if accelerator.distributed_type in sharded:
+            raise ValueError(
+                f"distributed type {accelerator.distributed_type.value}: checkpoints of sharded models are not "
+                "supported by the pickle-free checkpoint format; launch with DDP (accelerate launch --multi_gpu)."
+            )
+        set_seed(args.seed)
+        self.accelerator = accelerator
+        self.rank, self.world_size = accelerator.process_index, accelerator.num_processes
+        self.start_step = self.resume_state["step"] if self.resume_state else 0
+        run_id = (self.resume_state or {}).get("run_id") or uuid.uuid4().hex
+        self.run_id = broadcast_object_list([run_id])[0]  # one id for all processes
 
-    # Everything that reads (the checkpoint, the corpora, the validation set) before anything is written, so a
-    # failure here leaves the output folder as it was.
-    model = build_model(args)
-    if checkpoint is not None:
-        load_model_weights(model, checkpoint, args.allow_pickle)
-    optimizer, scheduler = build_optimizer(model, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    history: list[dict[str, Any]] = []
-    stream_position = 0
-    if checkpoint is not None:
-        load_optimizer(optimizer, checkpoint, args.allow_pickle)
-        schedule_at(scheduler, start_step)  # the current arguments' schedule, at the resumed step
+    def _build_model_and_optimizer(self) -> None:
+        """Model, AdamW and OneCycle schedule, prepared; on resume the checkpoint's weights, optimizer state, scaler,
+        loss history and stream position, and the schedule of the current arguments at the resumed step."""
+        args, accelerator, checkpoint = self.args, self.accelerator, self.checkpoint
+        model = build_model(args)
+        if checkpoint is not None:
+            load_model_weights(model, checkpoint, args.allow_pickle)
+        optimizer, self.scheduler = build_optimizer(model, args)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.history: list[dict[str, Any]] = []
+        self.stream_position = 0
+        if checkpoint is None:
+            return
+        load_optimizer(self.optimizer, checkpoint, args.allow_pickle)
+        schedule_at(self.scheduler, self.start_step)  # the current arguments' schedule, at the resumed step
         if accelerator.scaler is not None and (checkpoint / "scaler.json").is_file():
             accelerator.scaler.load_state_dict(read_json(checkpoint / "scaler.json", "the fp16 loss-scaler state"))
-        history = list(resume_state.get("history", []))
-        stream_file = checkpoint / f"stream_position_{rank}.json"
+        self.history = list(self.resume_state.get("history", []))
+        stream_file = checkpoint / f"stream_position_{self.rank}.json"
         if args.streaming and stream_file.is_file():
-            stream_position = int(read_json(stream_file, "a stream position")["samples_consumed"])
+            self.stream_position = int(read_json(stream_file, "a stream position")["samples_consumed"])
         ignored = [p.name for p in pickle_files(checkpoint)]
         if ignored:
             logger.warning(
@@ -768,140 +848,200 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
                 ignored,
             )
 
-    micro_total = args.max_steps * args.gradient_accumulation_steps
-    if args.streaming:
-        batches = StreamingPretrainingBatches(
-            args, rank, world_size, start_step * args.gradient_accumulation_steps, micro_total, stream_position
-        )
-        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
-        corpus_names = [",".join(args.dataset)]
-        min_rows = [MIN_ROWS_FOR_SHARE]
-    else:
-        corpora = load_map_style_corpora(args, rank, world_size)
-        batches = PretrainingBatches(args, corpora, rank, world_size, micro_total)
-        loader = torch.utils.data.DataLoader(
-            batches,
-            batch_size=None,
-            sampler=range(start_step * args.gradient_accumulation_steps, micro_total),
-            num_workers=args.dataloader_num_workers,
-            persistent_workers=False,
-        )
-        corpus_names = list(args.dataset)
-        min_rows = [min(MIN_ROWS_FOR_SHARE, len(corpus) * world_size) for corpus in corpora]
+    def _rgb_normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """RGB normalised as the RGB family was pretrained: ImageNet's for DINOv2/v3, 0.5 / 0.5 for SigLIP."""
+        adapter = stream_adapter(self.accelerator.unwrap_model(self.model).config.rgb_config)
+        return tuple(adapter.image_mean), tuple(adapter.image_std)
 
-    validation_path = output_dir / "validation_set.safetensors"
-    validation_error, validation, built = None, None, False
-    validation_counts = dict.fromkeys(ROW_COUNT_KEYS, 0)
-    if accelerator.is_main_process:
-        try:  # a folder continued in place keeps its validation set (same frames and masks before and after)
-            validation, validation_counts, built = load_or_build_validation(args, validation_path, reuse=in_place)
-        except ValueError as error:
-            validation_error = str(error)
-    validation_error, validation_counts = broadcast_object_list([validation_error, validation_counts])
-    if validation_error:  # every process stops, not only the one that read the validation corpus
-        raise ValueError(validation_error)
-    validation_report = _rows_report(validation_counts)
-
-    accelerator.wait_for_everyone()  # every process has checked and read; now the main process writes
-    if accelerator.is_main_process:
-        from ..output_paths import prepare_output_dir
-
-        if in_place:
-            lines = log_lines_up_to(log_path, start_step)  # steps past the checkpoint are run again
-        else:
-            prepare_output_dir(output_dir, overwrite=args.overwrite, what="pretraining output folder")
-            lines = log_lines_up_to(checkpoint.parent.parent / "training_log.jsonl", start_step) if checkpoint else []
-        if checkpoint is not None:
-            lines.append(
-                strict_json(
-                    {
-                        "event": "resume",
-                        "step": start_step,
-                        "checkpoint": str(checkpoint),
-                        "in_place": in_place,
-                        "changed_arguments": {k: {"old": o, "new": n} for k, (o, n) in changed.items()},
-                    }
-                )
+    def _build_data(self) -> None:
+        """This process's batches from the resumed micro-step on (map-style or streaming), and per corpus the rows
+        read before its bad-row share is judged."""
+        args, rank, world_size = self.args, self.rank, self.world_size
+        micro_total = args.max_steps * args.gradient_accumulation_steps
+        micro_start = self.start_step * args.gradient_accumulation_steps
+        normalization = self._rgb_normalization()
+        if args.streaming:
+            self.batches = StreamingPretrainingBatches(
+                args, rank, world_size, micro_start, micro_total, self.stream_position, normalization
             )
-        log_path.write_text("".join(line + "\n" for line in lines))
-        write_json(output_dir / "training_args.json", dataclasses.asdict(args), indent=2)
-        if built:
-            save_validation_set(validation_path, validation, args, validation_counts)
-    if changed:
-        logger.warning(
-            "Resuming with changed arguments, applied from step %d on (the continuation differs from an "
-            "uninterrupted run): %s",
-            start_step + 1,
-            {k: f"{o!r} -> {n!r}" for k, (o, n) in changed.items()},
-        )
-    if resume_state and resume_state.get("world_size", world_size) != world_size:
-        logger.warning(
-            "The checkpoint was written by %s processes, this run has %d: each process now reads another shard.",
-            resume_state.get("world_size"),
-            world_size,
-        )
-    if checkpoint is not None:
-        logger.info("Resumed from %s at step %d (run %s).", checkpoint, start_step, run_id)
-    accelerator.wait_for_everyone()
+            self.loader = torch.utils.data.DataLoader(self.batches, batch_size=None, num_workers=0)
+            self.corpus_names = [",".join(args.dataset)]
+            self.min_rows = [MIN_ROWS_FOR_SHARE]
+        else:
+            corpora = load_map_style_corpora(args, rank, world_size)
+            self.batches = PretrainingBatches(args, corpora, rank, world_size, micro_total, normalization)
+            self.loader = torch.utils.data.DataLoader(
+                self.batches,
+                batch_size=None,
+                sampler=range(micro_start, micro_total),
+                num_workers=args.dataloader_num_workers,
+                persistent_workers=False,
+            )
+            self.corpus_names = list(args.dataset)
+            self.min_rows = [min(MIN_ROWS_FOR_SHARE, len(corpus) * world_size) for corpus in corpora]
 
-    # Row counts: those of the checkpointed steps, plus what the processes of this run read (summed when logged).
-    base_counts = torch.zeros(len(corpus_names), len(ROW_COUNT_KEYS), dtype=torch.int64)
-    saved_rows = (resume_state or {}).get("rows", {})
-    for index, name in enumerate(corpus_names):
-        saved = (saved_rows.get("training_by_corpus") or {}).get(name)
-        if isinstance(saved, dict):
-            base_counts[index] = torch.tensor([int(saved.get(k, 0)) for k in ROW_COUNT_KEYS])
-    base_redrawn = int(saved_rows.get("crops_redrawn", 0) or 0)
-    local_counts = torch.zeros_like(base_counts)
-    local_redrawn = torch.zeros((), dtype=torch.int64)
+    def _read_validation_set(self) -> None:
+        """The main process reads (or builds, not yet writing it) the validation set; every process stops on its
+        error."""
+        from accelerate.utils import broadcast_object_list
 
-    def global_counts() -> tuple[torch.Tensor, int]:
+        self.validation_path = self.output_dir / "validation_set.safetensors"
+        validation_error, self.validation, self.validation_built = None, None, False
+        validation_counts = dict.fromkeys(ROW_COUNT_KEYS, 0)
+        if self.accelerator.is_main_process:
+            try:  # a folder continued in place keeps its validation set (same frames and masks before and after)
+                self.validation, validation_counts, self.validation_built = load_or_build_validation(
+                    self.args, self.validation_path, reuse=self.in_place, normalization=self._rgb_normalization()
+                )
+            except ValueError as error:
+                validation_error = str(error)
+        validation_error, validation_counts = broadcast_object_list([validation_error, validation_counts])
+        if validation_error:  # every process stops, not only the one that read the validation corpus
+            raise ValueError(validation_error)
+        self.validation_counts = validation_counts
+        self.validation_report = _rows_report(validation_counts)
+
+    def _write_output_dir(self) -> None:
+        """Once every process has checked and read: the main process prepares the folder and writes the log (kept up
+        to the resumed step, plus a resume record), the arguments and a newly built validation set."""
+        args, accelerator, checkpoint, changed = self.args, self.accelerator, self.checkpoint, self.changed
+        accelerator.wait_for_everyone()  # every process has checked and read; now the main process writes
+        if accelerator.is_main_process:
+            from ..output_paths import prepare_output_dir
+
+            if self.in_place:
+                lines = log_lines_up_to(self.log_path, self.start_step)  # steps past the checkpoint are run again
+            else:
+                prepare_output_dir(self.output_dir, overwrite=args.overwrite, what="pretraining output folder")
+                previous_log = checkpoint.parent.parent / "training_log.jsonl" if checkpoint else None
+                lines = log_lines_up_to(previous_log, self.start_step) if previous_log else []
+            if checkpoint is not None:
+                lines.append(
+                    strict_json(
+                        {
+                            "event": "resume",
+                            "step": self.start_step,
+                            "checkpoint": str(checkpoint),
+                            "in_place": self.in_place,
+                            "changed_arguments": {k: {"old": o, "new": n} for k, (o, n) in changed.items()},
+                        }
+                    )
+                )
+            self.log_path.write_text("".join(line + "\n" for line in lines))
+            write_json(self.output_dir / "training_args.json", dataclasses.asdict(args), indent=2)
+            if self.validation_built:
+                save_validation_set(self.validation_path, self.validation, args, self.validation_counts)
+        if changed:
+            logger.warning(
+                "Resuming with changed arguments, applied from step %d on (the continuation differs from an "
+                "uninterrupted run): %s",
+                self.start_step + 1,
+                {k: f"{o!r} -> {n!r}" for k, (o, n) in changed.items()},
+            )
+        resume_state = self.resume_state
+        if resume_state and resume_state.get("world_size", self.world_size) != self.world_size:
+            logger.warning(
+                "The checkpoint was written by %s processes, this run has %d: each process now reads another shard.",
+                resume_state.get("world_size"),
+                self.world_size,
+            )
+        if checkpoint is not None:
+            logger.info("Resumed from %s at step %d (run %s).", checkpoint, self.start_step, self.run_id)
+        accelerator.wait_for_everyone()
+
+    def _start_row_counts(self) -> None:
+        """Row counts: those of the checkpointed steps, plus what the processes of this run read (summed when
+        needed, see `_global_counts`)."""
+        self.base_counts = torch.zeros(len(self.corpus_names), len(ROW_COUNT_KEYS), dtype=torch.int64)
+        saved_rows = (self.resume_state or {}).get("rows", {})
+        for index, name in enumerate(self.corpus_names):
+            saved = (saved_rows.get("training_by_corpus") or {}).get(name)
+            if isinstance(saved, dict):
+                self.base_counts[index] = torch.tensor([int(saved.get(k, 0)) for k in ROW_COUNT_KEYS])
+        self.base_redrawn = int(saved_rows.get("crops_redrawn", 0) or 0)
+        self.local_counts = torch.zeros_like(self.base_counts)
+        self.local_redrawn = torch.zeros((), dtype=torch.int64)
+
+    def _start_trackers(self) -> None:
+        if self.accelerator.is_main_process and self.report_to != "none":
+            self.accelerator.init_trackers(
+                "vanishing-depth-pretraining", config={k: str(v) for k, v in dataclasses.asdict(self.args).items()}
+            )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Row counts and the log
+    # ------------------------------------------------------------------------------------------------------------------
+    def _global_counts(self) -> tuple[torch.Tensor, int]:
+        """(corpora, len(ROW_COUNT_KEYS)) counts and crops redrawn of all processes, checkpointed steps included."""
+        accelerator = self.accelerator
         summed = accelerator.reduce(
-            torch.cat([local_counts.flatten(), local_redrawn.view(1)]).to(accelerator.device), reduction="sum"
+            torch.cat([self.local_counts.flatten(), self.local_redrawn.view(1)]).to(accelerator.device),
+            reduction="sum",
         ).cpu()
-        return base_counts + summed[:-1].view_as(base_counts), base_redrawn + int(summed[-1])
+        return self.base_counts + summed[:-1].view_as(self.base_counts), self.base_redrawn + int(summed[-1])
 
-    if accelerator.is_main_process and report_to != "none":
-        accelerator.init_trackers(
-            "vanishing-depth-pretraining", config={k: str(v) for k, v in dataclasses.asdict(args).items()}
-        )
-
-    def rows_summary(counts: torch.Tensor, redrawn: int) -> dict[str, Any]:
+    def _rows_summary(self, counts: torch.Tensor, redrawn: int) -> dict[str, Any]:
         total = _counts_dict(counts.sum(dim=0))
         return {
             "training": {
                 **_rows_report(total),
                 "crops_redrawn": redrawn,
-                "by_corpus": {name: _counts_dict(row) for name, row in zip(corpus_names, counts)},
+                "by_corpus": {name: _counts_dict(row) for name, row in zip(self.corpus_names, counts)},
             },
-            "validation": validation_report,
+            "validation": self.validation_report,
         }
 
-    def append_log(record: dict[str, Any]) -> None:
-        if accelerator.is_main_process:
-            with log_path.open("a") as handle:
+    def _append_log(self, record: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            with self.log_path.open("a") as handle:
                 handle.write(strict_json(record) + "\n")
 
-    checkpoints = output_dir / "checkpoints"
-    progress = tqdm(
-        total=args.max_steps, initial=start_step, disable=not accelerator.is_main_process, desc="pretraining"
-    )
-    model.train()
-    step, data_wait, step_start = start_step, 0.0, time.perf_counter()
-    running: list[float] = []
-    data_fingerprints: list[float] = []  # per-step checksum of this process's targets: shows each rank's own data
-    iterator = iter(loader)
-    if checkpoint is not None:  # after the loader's iterator drew its base seed, as in the uninterrupted run
-        restore_rng_state(checkpoint, rank, args.allow_pickle)
-    wait_start = time.perf_counter()
-    for batch in iterator:
-        data_wait += time.perf_counter() - wait_start
-        local_counts += batch.pop("row_counts")
-        local_redrawn += batch.pop("crops_redrawn")
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        data_fingerprints.append(float(batch["target_depth"].double().sum()))
+    # ------------------------------------------------------------------------------------------------------------------
+    # The loop
+    # ------------------------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Every remaining micro-batch, then `_finish`; returns the summary."""
+        args = self.args
+        self.progress = tqdm(
+            total=args.max_steps,
+            initial=self.start_step,
+            disable=not self.accelerator.is_main_process,
+            desc="pretraining",
+        )
+        self.model.train()
+        self.step, self.data_wait, self.step_start = self.start_step, 0.0, time.perf_counter()
+        self.running: list[float] = []
+        # --debug only: per-step checksum of this process's targets (shows each rank reads its own data)
+        self.data_fingerprints: list[float] = []
+        iterator = iter(self.loader)
+        if self.checkpoint is not None:  # after the loader's iterator drew its base seed, as in the uninterrupted run
+            restore_rng_state(self.checkpoint, self.rank, args.allow_pickle)
+        wait_start = time.perf_counter()
+        for batch in iterator:
+            self.data_wait += time.perf_counter() - wait_start
+            batch = self._take_batch(batch)
+            if self._forward_backward(batch):
+                self._finish_step(batch)
+            wait_start = time.perf_counter()
+        self.progress.close()
+        return self._finish()
+
+    def _take_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Add the batch's row counts to this process's, note the stream position (both on the CPU, no device
+        sync), and move the rest to the device."""
+        self.local_counts += batch.pop("row_counts")
+        self.local_redrawn += batch.pop("crops_redrawn")
         if "stream_position" in batch:
-            stream_position = int(batch["stream_position"])
+            self.stream_position = int(batch.pop("stream_position"))
+        batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+        if self.args.debug:  # a device-to-host sync every micro-step: audits only
+            self.data_fingerprints.append(float(batch["target_depth"].double().sum()))
+        return batch
+
+    def _forward_backward(self, batch: dict[str, torch.Tensor]) -> bool:
+        """One micro-batch: forward, backward, clipping and the optimizer (Accelerate skips the optimizer between
+        accumulation boundaries). True when this completed an optimizer step."""
+        accelerator, model, optimizer = self.accelerator, self.model, self.optimizer
         with accelerator.accumulate(model):
             outputs = model(
                 pixel_values=batch["pixel_values"],
@@ -910,125 +1050,171 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
                 removed_mask=batch["removed_mask"],
             )
             accelerator.backward(outputs.loss)
-            if accelerator.sync_gradients and args.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            if accelerator.sync_gradients and self.args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        running.append(float(outputs.loss.detach()))
-        if not accelerator.sync_gradients:
-            wait_start = time.perf_counter()
-            continue
-        scheduler.step()
-        step += 1
-        loss = float(np.mean(running))
-        running = []
-        counts, redrawn = global_counts()  # every process, every step: all of them stop together on bad data
-        for index, name in enumerate(corpus_names):
-            if int(counts[index].sum() - counts[index, ROW_COUNT_KEYS.index("resized_depth")]) >= min_rows[index]:
-                _check_bad_share(_counts_dict(counts[index]), args.max_bad_row_share, f"training corpus {name!r}")
-        history.append({"step": step, "loss": loss})
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.3f}")
-        if step % args.logging_steps == 0 or step == args.max_steps:
-            training_rows = rows_summary(counts, redrawn)["training"]
-            record = {
+        self.running.append(float(outputs.loss.detach()))  # the loss the history and the log record
+        return accelerator.sync_gradients
+
+    def _finish_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """After an optimizer step: the schedule, the step's loss, the bad-row check (every process, every step: all
+        of them stop together on bad data), then logging, validation and checkpointing at their intervals."""
+        args = self.args
+        self.scheduler.step()
+        self.step += 1
+        step = self.step
+        loss = float(np.mean(self.running))
+        self.running = []
+        counts, redrawn = self._global_counts()
+        self._check_training_rows(counts)
+        self.history.append({"step": step, "loss": loss})
+        self.progress.update(1)
+        self.progress.set_postfix(loss=f"{loss:.3f}")
+        last = step == args.max_steps
+        if step % args.logging_steps == 0 or last:
+            self._log_step(loss, counts, redrawn, batch)
+        if self.validation is not None and (step % args.validation_steps == 0 or last):
+            self._validate()
+        if step % args.checkpointing_steps == 0 or last:
+            self._save_checkpoint(counts, redrawn)
+
+    def _check_training_rows(self, counts: torch.Tensor) -> None:
+        """Fail on a corpus whose bad-row share is too high, once enough of its rows were read."""
+        resized = ROW_COUNT_KEYS.index("resized_depth")
+        for index, name in enumerate(self.corpus_names):
+            if int(counts[index].sum() - counts[index, resized]) >= self.min_rows[index]:
+                _check_bad_share(_counts_dict(counts[index]), self.args.max_bad_row_share, f"training corpus {name!r}")
+
+    def _log_step(self, loss: float, counts: torch.Tensor, redrawn: int, batch: dict[str, torch.Tensor]) -> None:
+        """A ``training_log.jsonl`` record of the step, also sent to the tracker."""
+        args, step = self.args, self.step
+        training_rows = self._rows_summary(counts, redrawn)["training"]
+        learning_rates = self.scheduler.get_last_lr()
+        record = {
+            "step": step,
+            "loss": loss,
+            "lr": learning_rates[0],
+            "decoder_lr": learning_rates[1],
+            "epoch": self.batches.epoch_at(step * args.gradient_accumulation_steps),
+            "removed_fraction": float(batch["removed_fraction"].mean()),
+            "rows_read": training_rows["rows_read"],
+            "skipped": training_rows["skipped"],
+            "resized_depth": training_rows["resized_depth"],
+            "crops_redrawn": redrawn,
+            "data_wait_share": self.data_wait / max(time.perf_counter() - self.step_start, 1e-9),
+        }
+        self._append_log(record)
+        if self.report_to != "none":
+            flat = {k: v for k, v in record.items() if k != "skipped"}
+            flat.update({f"skipped/{cause}": n for cause, n in record["skipped"].items()})
+            self.accelerator.log(flat, step=step)
+
+    def _validate(self) -> None:
+        """Validation metrics of the current weights, logged with the validation rows read."""
+        accelerator, step = self.accelerator, self.step
+        metrics = validate(
+            accelerator.unwrap_model(self.model), self.validation, self.args.per_device_batch_size, accelerator.device
+        )
+        self._append_log(
+            {
+                **metrics,
                 "step": step,
-                "loss": loss,
-                "lr": scheduler.get_last_lr()[0],
-                "decoder_lr": scheduler.get_last_lr()[1],
-                "epoch": batches.epoch_at(step * args.gradient_accumulation_steps),
-                "removed_fraction": float(batch["removed_fraction"].mean()),
-                "rows_read": training_rows["rows_read"],
-                "skipped": training_rows["skipped"],
-                "resized_depth": training_rows["resized_depth"],
-                "crops_redrawn": redrawn,
-                "data_wait_share": data_wait / max(time.perf_counter() - step_start, 1e-9),
+                "validation_rows_read": self.validation_report["rows_read"],
+                "validation_skipped": self.validation_report["skipped"],
             }
-            append_log(record)
-            if report_to != "none":
-                flat = {k: v for k, v in record.items() if k != "skipped"}
-                flat.update({f"skipped/{cause}": n for cause, n in record["skipped"].items()})
-                accelerator.log(flat, step=step)
-        if validation is not None and (step % args.validation_steps == 0 or step == args.max_steps):
-            metrics = validate(
-                accelerator.unwrap_model(model), validation, args.per_device_batch_size, accelerator.device
-            )
-            append_log(
+        )
+        if accelerator.is_main_process:
+            logger.info("validation at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
+        if self.report_to != "none":
+            accelerator.log(metrics, step=step)
+
+    def _save_checkpoint(self, counts: torch.Tensor, redrawn: int) -> None:
+        """``checkpoints/step-N`` (see `save_checkpoint`), with every process's stream position."""
+        accelerator, args = self.accelerator, self.args
+        positions = accelerator.gather(torch.tensor([self.stream_position], device=accelerator.device)).cpu()
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "run_id": self.run_id,
+            "step": self.step,
+            "world_size": self.world_size,
+            "history": self.history,
+            "arguments": dataclasses.asdict(args),
+            "rows": {
+                "training_by_corpus": {name: _counts_dict(row) for name, row in zip(self.corpus_names, counts)},
+                "crops_redrawn": redrawn,
+            },
+            "stream_positions": [int(v) for v in positions],
+        }
+        save_checkpoint(accelerator, self.model, self.optimizer, self.checkpoints, self.step, state, args)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # The end of the run
+    # ------------------------------------------------------------------------------------------------------------------
+    def _write_process_record(self, unwrapped) -> None:
+        """``process_R_of_W.json``: every process records the weights it ended with (and, with --debug, the
+        fingerprints of the data it saw), so a multi-process run can be audited."""
+        weights_checksum = float(sum(p.detach().double().sum() for p in unwrapped.parameters()))
+        record: dict[str, Any] = {"rank": self.rank}
+        if self.args.debug:
+            record["data_fingerprints"] = self.data_fingerprints
+        record["weights_checksum"] = weights_checksum
+        write_json(self.output_dir / f"process_{self.rank}_of_{self.world_size}.json", record)
+
+    def _finish(self) -> dict[str, Any]:
+        """Process record, final validation, final save (main process), summary and the ``end`` log line."""
+        accelerator, args, step = self.accelerator, self.args, self.step
+        counts, redrawn = self._global_counts()
+        rows = self._rows_summary(counts, redrawn)
+        summary = {
+            "steps": step,
+            "history": self.history,
+            "world_size": self.world_size,
+            "run_id": self.run_id,
+            "rows": rows,
+        }
+        unwrapped = accelerator.unwrap_model(self.model)
+        self._write_process_record(unwrapped)
+        if self.validation is not None:
+            summary["validation"] = validate(unwrapped, self.validation, args.per_device_batch_size, accelerator.device)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_final(unwrapped, args, summary)
+            training, validation = rows["training"], rows["validation"]
+            self._append_log(
                 {
-                    **metrics,
+                    "event": "end",
                     "step": step,
-                    "validation_rows_read": validation_report["rows_read"],
-                    "validation_skipped": validation_report["skipped"],
+                    "rows_read": training["rows_read"],
+                    "skipped": training["skipped"],
+                    "resized_depth": training["resized_depth"],
+                    "crops_redrawn": training["crops_redrawn"],
+                    "skipped_by_corpus": {
+                        name: {cause: c[cause] for cause in SKIP_CAUSES} for name, c in training["by_corpus"].items()
+                    },
+                    "validation_rows_read": validation["rows_read"],
+                    "validation_skipped": validation["skipped"],
                 }
             )
-            if accelerator.is_main_process:
-                logger.info("validation at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
-            if report_to != "none":
-                accelerator.log(metrics, step=step)
-        if step % args.checkpointing_steps == 0 or step == args.max_steps:
-            stream_positions = [
-                int(v) for v in accelerator.gather(torch.tensor([stream_position], device=accelerator.device)).cpu()
-            ]
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "format_version": CHECKPOINT_FORMAT_VERSION,
-                "run_id": run_id,
-                "step": step,
-                "world_size": world_size,
-                "history": history,
-                "arguments": dataclasses.asdict(args),
-                "rows": {
-                    "training_by_corpus": {name: _counts_dict(row) for name, row in zip(corpus_names, counts)},
-                    "crops_redrawn": redrawn,
-                },
-                "stream_positions": stream_positions,
-            }
-            save_checkpoint(accelerator, model, optimizer, checkpoints, step, state, args)
-        wait_start = time.perf_counter()
-    progress.close()
+            logger.info(
+                "done: %d steps; training rows read %d, skipped by cause %s; validation rows read %d, skipped by "
+                "cause %s",
+                step,
+                training["rows_read"],
+                training["skipped"],
+                validation["rows_read"],
+                validation["skipped"],
+            )
+        if self.report_to != "none":
+            accelerator.end_training()
+        return summary
 
-    counts, redrawn = global_counts()
-    rows = rows_summary(counts, redrawn)
-    summary = {"steps": step, "history": history, "world_size": world_size, "run_id": run_id, "rows": rows}
-    # Every process records what it saw and the weights it ended with, so a multi-process run can be audited.
-    unwrapped = accelerator.unwrap_model(model)
-    weights_checksum = float(sum(p.detach().double().sum() for p in unwrapped.parameters()))
-    write_json(
-        output_dir / f"process_{rank}_of_{world_size}.json",
-        {"rank": rank, "data_fingerprints": data_fingerprints, "weights_checksum": weights_checksum},
-    )
-    if validation is not None:
-        summary["validation"] = validate(unwrapped, validation, args.per_device_batch_size, accelerator.device)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_final(unwrapped, args, summary)
-        append_log(
-            {
-                "event": "end",
-                "step": step,
-                "rows_read": rows["training"]["rows_read"],
-                "skipped": rows["training"]["skipped"],
-                "resized_depth": rows["training"]["resized_depth"],
-                "crops_redrawn": rows["training"]["crops_redrawn"],
-                "skipped_by_corpus": {
-                    name: {cause: c[cause] for cause in SKIP_CAUSES}
-                    for name, c in rows["training"]["by_corpus"].items()
-                },
-                "validation_rows_read": rows["validation"]["rows_read"],
-                "validation_skipped": rows["validation"]["skipped"],
-            }
-        )
-        logger.info(
-            "done: %d steps; training rows read %d, skipped by cause %s; validation rows read %d, skipped by cause %s",
-            step,
-            rows["training"]["rows_read"],
-            rows["training"]["skipped"],
-            rows["validation"]["rows_read"],
-            rows["validation"]["skipped"],
-        )
-    if report_to != "none":
-        accelerator.end_training()
-    return summary
+
+def pretrain(args: PretrainingArguments) -> dict[str, Any]:
+    """Run (or resume) pretraining; returns a summary with the loss history, the row counts by cause and the final
+    validation metrics."""
+    return _PretrainingRun(args).train()
 
 
 def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> None:
