@@ -370,8 +370,9 @@ def test_lora_targets_the_depth_blocks_attention_of_every_family(tester):
     assert isinstance(everything.target_modules, str)
 
 
-def test_trust_remote_code_loads_a_new_family_without_the_package(tmp_path):
-    tester = FAMILIES["dinov3_vit"]
+@pytest.mark.parametrize("family", ["dinov2", "dinov3_vit"])
+def test_trust_remote_code_loads_without_the_package(family, tmp_path):
+    tester = FAMILIES[family]
     model = tester.model()
     model.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / "streams_vanishing_depth.py").is_file()

@@ -39,7 +39,7 @@ from .depth_encoding_vanishing_depth import (
     positional_depth_encoding,
 )
 from .loss_vanishing_depth import VanishingDepthLoss, masked_silog_l1_loss
-from .streams_vanishing_depth import all_block_layer_names, stream_adapter
+from .streams_vanishing_depth import all_block_layer_names, bicubic_position_grid, stream_adapter
 
 logger = logging.get_logger(__name__)
 
@@ -791,16 +791,7 @@ def load_matching_state_dict(
 def interpolate_position_embeddings(position_embeddings: torch.Tensor, num_patches: int) -> torch.Tensor:
     """(1, 1 + n, D) on a square grid -> (1, 1 + num_patches, D), bicubic in float32 (DINOv2 pretrains at 37x37)."""
     cls_pos, patch_pos = position_embeddings[:, :1], position_embeddings[:, 1:]
-    old_side, new_side = math.isqrt(patch_pos.shape[1]), math.isqrt(num_patches)
-    if old_side * old_side != patch_pos.shape[1] or new_side * new_side != num_patches:
-        raise ValueError(
-            f"position embeddings must lie on square grids, got {patch_pos.shape[1]} -> {num_patches} patches."
-        )
-    dim = patch_pos.shape[-1]
-    grid = patch_pos.float().reshape(1, old_side, old_side, dim).permute(0, 3, 1, 2)
-    grid = nn.functional.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
-    patch_pos = grid.permute(0, 2, 3, 1).reshape(1, num_patches, dim)
-    return torch.cat((cls_pos.float(), patch_pos), dim=1)
+    return torch.cat((cls_pos.float(), bicubic_position_grid(patch_pos, num_patches)), dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def _set_path(module: nn.Module, path: str, value: nn.Module) -> None:
     setattr(_get_path(module, parent) if parent else module, name, value)
 
 
-def _bicubic_grid(patch_pos: torch.Tensor, num_patches: int) -> torch.Tensor:
+def bicubic_position_grid(patch_pos: torch.Tensor, num_patches: int) -> torch.Tensor:
     """(1, n, D) on a square grid -> (1, num_patches, D) on a square grid, bicubic in float32."""
     old_side, new_side = math.isqrt(patch_pos.shape[1]), math.isqrt(num_patches)
     if old_side * old_side != patch_pos.shape[1] or new_side * new_side != num_patches:
@@ -160,8 +160,8 @@ class VanishingDepthStreamAdapter:
             return None
         prefix = 1 if self.has_cls_token else 0
         if source.ndim == 2:  # an nn.Embedding table (n, D)
-            return _bicubic_grid(source[None], target.shape[0])[0]
-        patch_pos = _bicubic_grid(source[:, prefix:], target.shape[1] - prefix)
+            return bicubic_position_grid(source[None], target.shape[0])[0]
+        patch_pos = bicubic_position_grid(source[:, prefix:], target.shape[1] - prefix)
         return torch.cat((source[:, :prefix].float(), patch_pos), dim=1)
 
     # -- LoRA -----------------------------------------------------------------------------------------------------------
@@ -289,6 +289,7 @@ __all__ = [
     "SiglipVisionStreamAdapter",
     "VanishingDepthStreamAdapter",
     "all_block_layer_names",
+    "bicubic_position_grid",
     "register_stream_adapter",
     "stream_adapter",
     "supported_model_types",
