@@ -20,11 +20,9 @@ import torch
 from transformers import AutoModel, Dinov2Config, Dinov2Model, DINOv3ViTConfig, SiglipVisionConfig
 
 from vanishing_depth import VanishingDepthConfig, VanishingDepthModel, positional_depth_encoding, stream_adapter
+from vanishing_depth.configuration_vanishing_depth import VIT_SHAPES
 
-VIT_SIZES = {
-    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
-}
+VIT_SIZES = VIT_SHAPES
 
 
 def timed(fn, repeats: int) -> list[float]:

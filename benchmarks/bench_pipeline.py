@@ -28,6 +28,7 @@ from vanishing_depth import (
     VanishingDepthImageProcessor,
     colorize_depth,
 )
+from vanishing_depth.configuration_vanishing_depth import VIT_SHAPES
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rgb_config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518)
+    rgb_config = Dinov2Config(image_size=518, **VIT_SHAPES["small"])
     config = VanishingDepthConfig(rgb_config=rgb_config)
     model_class = VanishingDepthForPretraining if args.model == "pretraining" else VanishingDepthForDepthEstimation
     folder = tempfile.mkdtemp(prefix="bench-pipeline-")

@@ -25,12 +25,10 @@ import torch
 from transformers import Dinov2Config, Dinov2Model
 
 from vanishing_depth import VanishingDepthConfig
+from vanishing_depth.configuration_vanishing_depth import VIT_SHAPES
 from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
 
-SIZES = {
-    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
-}
+SIZES = VIT_SHAPES
 
 
 def inputs(batch: int, size: int, device: str):

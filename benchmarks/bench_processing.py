@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vanishing_depth import VanishingDepthConfig, VanishingDepthImageProcessor
+from vanishing_depth.configuration_vanishing_depth import VIT_SHAPES
 from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
 from vanishing_depth.processing import PretrainingDepthTransform, augment_rgbd_pair
 from vanishing_depth.training.pretrain import normalize_rgb
@@ -66,7 +67,7 @@ def main() -> None:
     data_seconds = median_time(data_batch, args.repeats) / args.batch
     processor_seconds = median_time(lambda: processor(images=rgb_np, depth=depth_np), args.repeats)
 
-    rgb_config = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518)
+    rgb_config = dict(image_size=518, **VIT_SHAPES["small"])
     from transformers import Dinov2Config
 
     model = VanishingDepthForPretraining(VanishingDepthConfig(rgb_config=Dinov2Config(**rgb_config))).train()

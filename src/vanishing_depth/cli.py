@@ -62,11 +62,12 @@ def _load_encoder_or_tiny(name_or_path: str | None):
     from transformers import AutoModel, Dinov2Config
 
     from . import VanishingDepthConfig, VanishingDepthModel
+    from .configuration_vanishing_depth import VIT_SHAPES
 
     if name_or_path:
         return AutoModel.from_pretrained(name_or_path).eval()
     logger.warning("No --model given: using a randomly initialised ViT-S-shaped model (no weights are reachable here).")
-    rgb_config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518)
+    rgb_config = Dinov2Config(image_size=518, **VIT_SHAPES["small"])
     return VanishingDepthModel(VanishingDepthConfig(rgb_config=rgb_config)).eval()
 
 

@@ -29,6 +29,16 @@ NORMALIZED_DEPTH_MEAN_M = 5.0
 NORMALIZED_DEPTH_STD_M = 5.0
 
 
+#: ViT shapes (DINOv2 sizes; a random-init RGB stream of a real shape when no weights are reachable, e.g. tests, the
+#: demo, benchmarks). The one table of them: `training.pretrain` (`--model-shape`), the CLI and the benchmarks use it.
+VIT_SHAPES = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4),
+    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16),
+}
+
+
 def default_fusion_layers(num_hidden_layers: int) -> list[int]:
     """0-based block indices closing each quarter of the network: [2, 5, 8, 11] for 12 blocks,
     [5, 11, 17, 23] for 24, [9, 19, 29, 39] for 40."""
@@ -41,7 +51,7 @@ def default_fusion_layers(num_hidden_layers: int) -> list[int]:
 def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
     if rgb_config is None:
         # DINOv2 ViT-B/14, the paper's default RGB encoder. Built locally, no network.
-        return Dinov2Config(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, image_size=518)
+        return Dinov2Config(image_size=518, **VIT_SHAPES["base"])
     if isinstance(rgb_config, dict):
         rgb_config = dict(rgb_config)
         model_type = rgb_config.pop("model_type", "dinov2")
@@ -415,4 +425,4 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             )
 
 
-__all__ = ["VanishingDepthConfig", "default_fusion_layers"]
+__all__ = ["VIT_SHAPES", "VanishingDepthConfig", "default_fusion_layers"]

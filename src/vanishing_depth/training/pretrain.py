@@ -80,6 +80,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..configuration_vanishing_depth import VIT_SHAPES
 from ..streams_vanishing_depth import stream_adapter
 from .checkpoints import (
     check_output_dir,
@@ -114,12 +115,7 @@ CHECKPOINT_FORMAT = "vanishing-depth-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 # Random-init RGB backbones of real DINOv2 shapes, for runs without reachable weights (tests, the demo).
-MODEL_SHAPES = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4),
-    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),
-    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
-    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16),
-}
+MODEL_SHAPES = VIT_SHAPES
 
 
 @dataclass
