@@ -72,6 +72,14 @@ def load_completion_model(pretrained_model_name_or_path, **kwargs):
     return model.eval()
 
 
+def completed_depth(predicted_depth) -> torch.Tensor:
+    """The completed map `(B, H, W)` metres of a completion model's `predicted_depth`: the full-resolution one of the
+    pretraining decoder's four scales (`(B, 1, H, W)` each, full resolution first), or a depth head's `(B, H, W)`."""
+    if isinstance(predicted_depth, (tuple, list)):
+        predicted_depth = predicted_depth[0]
+    return predicted_depth[:, 0] if predicted_depth.ndim == 4 else predicted_depth
+
+
 class AutoModelForDepthCompletion:
     """`from_pretrained` picks the completion class a folder was saved with (see `load_completion_model`); the model
     class `PIPELINE_REGISTRY` loads the `depth-completion` task with."""
@@ -314,11 +322,7 @@ class DepthCompletionPipeline(Pipeline):
 
     def _forward(self, model_inputs):
         outputs = self.model(pixel_values=model_inputs["pixel_values"], depth_values=model_inputs["depth_values"])
-        predicted = outputs.predicted_depth
-        if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
-            predicted = predicted[0]
-        if predicted.ndim == 4:
-            predicted = predicted[:, 0]
+        predicted = completed_depth(outputs.predicted_depth)
         result = {
             "predicted_depth": predicted.float(),
             "resized_sizes": model_inputs["resized_sizes"],
@@ -414,5 +418,6 @@ __all__ = [
     "COMPLETION_ARCHITECTURES",
     "DepthCompletionPipeline",
     "colorize_depth",
+    "completed_depth",
     "load_completion_model",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
+from ..pipeline_vanishing_depth import completed_depth, load_completion_model
 from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
 from .checkpoints import write_json
 from .collators import parse_depth_pattern, simulate_depth_input
@@ -108,10 +109,8 @@ def model_predictor(model) -> Predictor:
 
     def predict(pixel_values: torch.Tensor, sparse_m: torch.Tensor) -> torch.Tensor:
         device = next(model.parameters()).device
-        predicted = model(pixel_values=pixel_values.to(device), depth_values=sparse_m.to(device)).predicted_depth
-        if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
-            predicted = predicted[0][:, 0]
-        return predicted.float().cpu()
+        outputs = model(pixel_values=pixel_values.to(device), depth_values=sparse_m.to(device))
+        return completed_depth(outputs.predicted_depth).float().cpu()
 
     return predict
 
@@ -271,7 +270,6 @@ def evaluate_completion(
     Returns:
         [`CompletionEvalResult`].
     """
-    from ..pipeline_vanishing_depth import load_completion_model
     from .finetune import load_split
     from .metrics import DepthMetrics  # imports datasets / evaluate: only when a sweep runs
 
@@ -317,6 +315,7 @@ def evaluate_completion(
     metrics = {p: DepthMetrics(min_depth_m=low, max_depth_m=high) for p in patterns}
     input_points = dict.fromkeys(patterns, 0)
     num_frames = 0
+    predict_model = model_predictor(model)
     with torch.inference_mode():
         for rows in _batches(dataset, batch_size, max_samples):
             batch = collator(rows)
@@ -326,10 +325,7 @@ def evaluate_completion(
             for pattern in patterns:
                 sparse = simulate_depth_input(target[:, None], pattern, generators[pattern])
                 input_points[pattern] += int(torch.count_nonzero(sparse))
-                predicted = model(pixel_values=pixel_values, depth_values=sparse.to(device)).predicted_depth
-                if isinstance(predicted, (tuple, list)):  # the pretraining decoder: 4 scales, full resolution first
-                    predicted = predicted[0][:, 0]
-                metrics[pattern].update(predicted.float().cpu(), target)
+                metrics[pattern].update(predict_model(pixel_values, sparse), target)
                 for name, predict in predictors.items():
                     methods[name][pattern].update(predict(pixel_values, sparse), target)
     model.train(was_training)
