@@ -160,16 +160,15 @@ def run_build_corpus(args) -> int:
     """Build the corpus, skipping (and naming) bad files; exit 0 when at least one good pair remains."""
     from pathlib import Path
 
-    from .output_paths import prepare_output_dir
+    from .output_paths import inputs_inside, prepare_output_dir
     from .training.corpora import build_corpus_from_folder, save_corpus
 
     output_dir = Path(args.output_dir)
     what = "corpus output folder"
     if output_dir.exists() and not args.overwrite:
         prepare_output_dir(output_dir, what=what)  # refuses a non-empty folder before the (long) conversion
-    for source in (args.rgb_dir, args.depth_dir):
-        if output_dir.exists() and Path(source).resolve().is_relative_to(output_dir.resolve()):
-            raise ValueError(f"--output-dir {str(output_dir)!r} holds the input folder {source!r}; choose another.")
+    for source in inputs_inside(output_dir, (args.rgb_dir, args.depth_dir)):
+        raise ValueError(f"--output-dir {str(output_dir)!r} holds the input folder {source!r}; choose another.")
     bad_files: list[tuple[str, str]] = []
     dataset = build_corpus_from_folder(
         args.rgb_dir,

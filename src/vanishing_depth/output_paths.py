@@ -17,7 +17,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutputExistsError", "prepare_output_dir", "prepare_output_file"]
+__all__ = ["OutputExistsError", "inputs_inside", "prepare_output_dir", "prepare_output_file"]
 
 
 class OutputExistsError(ValueError):
@@ -88,3 +88,18 @@ def prepare_output_file(path: str | os.PathLike, *, overwrite: bool = False, wha
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def inputs_inside(folder: str | os.PathLike, paths: Iterable) -> list[str]:
+    """The `paths` a command reads that exist inside `folder` (entries that are not paths, e.g. None or a Hub id that
+    is no local file, are ignored): what replacing `folder` with `--overwrite` would delete, so it must be refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    root = folder.resolve()
+    return [
+        str(path)
+        for path in paths
+        if isinstance(path, (str, os.PathLike)) and path and Path(path).exists()
+        and Path(path).resolve().is_relative_to(root)
+    ]  # fmt: skip

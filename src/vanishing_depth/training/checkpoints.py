@@ -482,7 +482,7 @@ def check_output_dir(
 ) -> bool:
     """Refuse an output folder that holds something else; True when the run continues in place (the resumed
     checkpoint lies inside `output_dir`)."""
-    from ..output_paths import prepare_output_dir
+    from ..output_paths import inputs_inside, prepare_output_dir
 
     if checkpoint is not None and _is_inside(checkpoint, output_dir):
         if args.overwrite:
@@ -519,8 +519,7 @@ def check_output_dir(
     if not output_dir.exists() or (output_dir.is_dir() and not any(output_dir.iterdir())):
         return False
     if args.overwrite and output_dir.is_dir():
-        local = [Path(p) for p in [*args.dataset, args.validation_dataset, args.rgb_backbone, args.resume] if p]
-        inside = [str(p) for p in local if p.exists() and _is_inside(p, output_dir)]
+        inside = inputs_inside(output_dir, [*args.dataset, args.validation_dataset, args.rgb_backbone, args.resume])
         if inside:
             raise ValueError(
                 f"--overwrite would delete {str(output_dir)!r}, which holds {inside} that this run reads; choose "

@@ -330,17 +330,16 @@ def _write_card(output_path: Path, metrics_file: Path | None, summary: dict) -> 
 def _prepare_finetune_output(output_dir, encoder, dataset, overwrite: bool) -> None:
     """The rule of every command that writes (`vanishing_depth.output_paths`): a used `output_dir` is refused unless
     `overwrite`, and `overwrite` never deletes the encoder or the dataset the run reads."""
-    from ..output_paths import prepare_output_dir
+    from ..output_paths import inputs_inside, prepare_output_dir
 
     folder = Path(output_dir)
-    if overwrite and folder.is_dir():
+    if overwrite:
         for name, source in (("--encoder", encoder), ("--dataset", dataset)):
-            if isinstance(source, str | os.PathLike) and Path(source).exists():
-                if Path(source).resolve().is_relative_to(folder.resolve()):
-                    raise ValueError(
-                        f"--overwrite would delete {str(folder)!r}, which holds {name} {str(source)!r} that this run "
-                        "reads; choose another --output-dir."
-                    )
+            if inputs_inside(folder, [source]):
+                raise ValueError(
+                    f"--overwrite would delete {str(folder)!r}, which holds {name} {str(source)!r} that this run "
+                    "reads; choose another --output-dir."
+                )
     prepare_output_dir(folder, overwrite=overwrite, what="fine-tuning output folder")
 
 
