@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from vanishing_depth import VanishingDepthConfig, VanishingDepthImageProcessor
+from vanishing_depth.augment import PretrainingDepthTransform, augment_rgbd_pair
 from vanishing_depth.configuration_vanishing_depth import VIT_SHAPES
 from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
-from vanishing_depth.processing import PretrainingDepthTransform, augment_rgbd_pair
 from vanishing_depth.training.pretrain import normalize_rgb
 
 

@@ -18,9 +18,9 @@ from vanishing_depth import (
     VanishingDepthImageProcessor,
     load_completion_model,
 )
-from vanishing_depth.processing import keep_fraction
-from vanishing_depth.training.completion import complete_depth, side_by_side_picture
-from vanishing_depth.training.corpora import decode_rgbd_row, load_demo_corpus
+from vanishing_depth.data import decode_rgbd_row, keep_fraction, load_demo_corpus
+from vanishing_depth.evaluation import side_by_side_picture
+from vanishing_depth.inference import complete_depth
 
 
 def main() -> None:

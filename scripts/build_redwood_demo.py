@@ -15,7 +15,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from vanishing_depth.training.corpora import build_corpus_from_folder, save_corpus
+from vanishing_depth.data import build_corpus_from_folder, save_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = Path("/work/shared/data/open3d_redwood_livingroom1")
@@ -27,7 +27,7 @@ EXPECTED_FRAMES = 26
 
 ATTRIBUTION = """# Attribution: Redwood living-room demo corpus
 
-The 26 RGB-D frames in `data/` (parquet, corpus schema of `vanishing_depth.training.corpora`) are the
+The 26 RGB-D frames in `data/` (parquet, corpus schema of `vanishing_depth.data.schema`) are the
 "Redwood living room 1" frames of the **Augmented ICL-NUIM** dataset, stored byte-for-byte as committed in the
 Open3D repository's test data. They are synthetic (rendered): `image` is the RGB frame (640x480 JPEG), `depth` the
 noise-free depth (16-bit PNG in millimetres, `depth_scale` 0.001). Camera intrinsics: fx = fy = 525,

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from transformers import Dinov2Config
 
 from vanishing_depth import VanishingDepthConfig, VanishingDepthForPretraining, VanishingDepthImageProcessor
-from vanishing_depth.training.corpora import decode_rgbd_row, load_demo_corpus
+from vanishing_depth.data import decode_rgbd_row, load_demo_corpus
 
 GOLDEN_HEIGHT, GOLDEN_WIDTH = 28, 42
 

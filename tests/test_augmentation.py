@@ -1,4 +1,5 @@
-"""Tests for vanishing_depth.processing.augmentation (METHOD §2.1-§2.4 and the evaluation sensor simulators)."""
+"""Tests for vanishing_depth.augment (the depth side of pretraining: authors' datasets/transforms.py, Depth2distance
+to VanishingDepth) and the sensor simulators of vanishing_depth.data.sensors."""
 
 from __future__ import annotations
 
@@ -8,24 +9,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vanishing_depth.processing.augmentation import (
+from vanishing_depth.augment import (
     DepthNoise,
     MaskingCurriculum,
     PretrainingDepthTransform,
     RandomDepth,
     VanishingDepthMasker,
-    _perlin_layer,
-    _select_top_k,
+    augment_rgbd_pair,
     blocky_mask,
     blocky_noise,
-    keep_fraction,
-    multiscale_targets,
+    crop_and_resize_rgbd,
     perlin_mask,
     perlin_noise,
     pixel_mask,
     rescale_far_depth,
-    sample_uniform_points,
     select_by_rank,
+)
+from vanishing_depth.augment._common import _select_top_k
+from vanishing_depth.augment.masking import _perlin_layer
+from vanishing_depth.data import (
+    keep_fraction,
+    sample_uniform_points,
     simulate_edge_holes,
     simulate_lidar_lines,
     simulate_low_res_tof,
@@ -230,25 +234,6 @@ def test_masker_kind_probabilities_pick_the_mask_shape():
         VanishingDepthMasker(p_perlin=1.5)
 
 
-def test_multiscale_targets_shapes_and_nearest_semantics():
-    for height, width in ((64, 48), (45, 33)):
-        depth = _depth(batch=2, height=height, width=width)
-        removed = pixel_mask(depth, 0.4, generator=_gen(0))
-        targets, masks = multiscale_targets(depth, removed, num_scales=4)
-        assert len(targets) == len(masks) == 4
-        assert targets[0] is depth and masks[0] is removed
-        for scale in range(1, 4):
-            expected_shape = (2, 1, height >> scale, width >> scale)
-            assert targets[scale].shape == expected_shape and masks[scale].shape == expected_shape
-            reference = F.interpolate(targets[scale - 1], scale_factor=0.5, mode="nearest")
-            assert torch.equal(targets[scale], reference)
-            mask_reference = F.interpolate(masks[scale - 1].float(), scale_factor=0.5, mode="nearest") > 0
-            assert torch.equal(masks[scale], mask_reference)
-            assert masks[scale].dtype == torch.bool
-    with pytest.raises(ValueError, match="num_scales"):
-        multiscale_targets(torch.ones(1, 1, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.bool), num_scales=4)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Depth2distance, RandomDepth, DepthNoise
 # ----------------------------------------------------------------------------------------------------------------------
@@ -311,6 +296,48 @@ def test_random_depth_jitter_is_symmetric():
     remapped = RandomDepth(range_bins=((2.0, 2.0 + 1e-6),))(ramp, generator=_gen(3), branch="range")
     low = remapped.flatten(1).amin(1)
     assert low.min() < 1.85 and low.max() > 2.15  # jitter in [0.9, 1.1] around the single 2 m value
+
+
+def test_random_depth_authors_jitter_is_one_sided():
+    depth = torch.full((400, 1, 2, 2), 2.0)
+    scaled = RandomDepth(jitter="authors")(depth, generator=_gen(2), branch="scale")[:, 0, 0, 0] / 2.0
+    assert scaled.min() >= 1.0 and scaled.max() < 1.2 and scaled.max() > 1.15  # [1, 1.2): 1 + U * ((2 j) - j)
+    ramp = torch.linspace(1.0, 2.0, 4).view(1, 1, 2, 2).repeat(400, 1, 1, 1)
+    bins = ((2.0, 2.0 + 1e-6),)
+    remapped = RandomDepth(range_bins=bins, jitter="authors")(ramp, generator=_gen(3), branch="range")
+    low = remapped.flatten(1).amin(1)
+    assert low.min() >= 2.0 - 1e-5 and low.max() > 2.15  # [2, 2.2): never below the drawn value
+    with pytest.raises(ValueError, match="`jitter`"):
+        RandomDepth(jitter="both")
+
+
+@pytest.mark.parametrize("value_m", [0.3, 2.0, 14.0])
+def test_random_depth_range_branch_keeps_a_constant_map_valid(value_m):
+    # One distinct depth (a wall filling the crop): the min-max remap has no spread to map; before the fix its
+    # 1e-12-clamped slope threw every pixel out of range, and the whole map became "missing".
+    depth = torch.full((64, 1, 6, 6), value_m)
+    depth[:, :, 0, 0] = 0.0  # a hole stays a hole
+    out = RandomDepth()(depth, generator=_gen(7), branch="range")
+    valid = depth > 0
+    assert (out[valid] >= 0.05).all() and (out[valid] <= 15.0).all()
+    assert (out[~valid] == 0).all()
+    per_sample = out.flatten(1)[:, 1:]
+    assert (per_sample == per_sample[:, :1]).all()  # still constant: every pixel at the range's lower end `a`
+    # A nearly constant map (0.1 mm spread) keeps its order and stays inside the drawn [a, b].
+    nearly = depth.clone()
+    nearly[:, :, 3:] += 1e-4
+    out = RandomDepth()(nearly, generator=_gen(7), branch="range")
+    assert (out[valid] > 0).all()
+    assert (out[:, :, 3:, 1:] >= out[:, :, :3, 1:].amax(dim=(2, 3), keepdim=True)).all()
+
+
+def test_pretraining_transform_without_randomisation_or_noise():
+    depth = _depth(batch=3, height=32, width=32)
+    plain = PretrainingDepthTransform(random_depth=None, noise=None)
+    out = plain(depth, generator=_gen(1), fraction=0.4)
+    assert torch.equal(out["target_depth"], depth)  # max 8 m: no rescale; nothing else touches the depth
+    kept = ~out["removed_mask"]
+    assert torch.equal(out["depth_values"][kept], depth[kept])
 
 
 def test_random_depth_probabilities_select_the_branch():
@@ -522,3 +549,52 @@ def test_cpu_generator_gives_the_same_masks_on_gpu():
     assert (cpu[1] != gpu[1].cpu()).float().mean() < 1e-3
     out = PretrainingDepthTransform()(depth.cuda(), generator=torch.Generator("cuda").manual_seed(0), epoch=5.0)
     assert out["depth_values"].is_cuda and out["removed_mask"].is_cuda
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# RGB-D crops
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("box", [(2, 5, 30, 20), (4, 0, 12, 40), (0, 0, 24, 24)])
+def test_crop_and_pad_keeps_the_aspect_and_pads_with_black_and_missing(box):
+    rgb = torch.full((3, 40, 48), 200, dtype=torch.uint8)
+    depth = torch.full((1, 40, 48), 3.0)
+    top, left, crop_h, crop_w = box
+    padded_rgb, padded_depth = crop_and_resize_rgbd(rgb, depth, box, (48, 48), crop_mode="pad")
+    stretched_rgb, stretched_depth = crop_and_resize_rgbd(rgb, depth, box, (48, 48))
+    assert padded_rgb.shape == stretched_rgb.shape == (3, 48, 48)
+    assert padded_depth.shape == stretched_depth.shape == (1, 48, 48)
+    assert (stretched_depth == 3.0).all()
+    measured = padded_depth[0] > 0
+    assert torch.equal(padded_depth[0][measured], torch.full((int(measured.sum()),), 3.0))  # nothing invented
+    side = max(crop_h, crop_w)
+    if crop_h == crop_w:
+        assert torch.equal(padded_depth, stretched_depth) and torch.equal(padded_rgb, stretched_rgb)
+        return
+    # The crop fills a centred crop_h x crop_w window of the side x side square, scaled by 48 / side.
+    rows, cols = measured.any(1).nonzero().squeeze(1), measured.any(0).nonzero().squeeze(1)
+    assert abs(len(rows) - 48 * crop_h / side) <= 1 and abs(len(cols) - 48 * crop_w / side) <= 1
+    assert abs(int(rows[0]) - (47 - int(rows[-1]))) <= 1 and abs(int(cols[0]) - (47 - int(cols[-1]))) <= 1
+    # Outside the window: depth missing (0) and RGB black (beyond the bicubic kernel's 2-px reach); inside: the
+    # frame's colour.
+    window = torch.zeros(48, 48, dtype=torch.bool)
+    window[max(int(rows[0]) - 2, 0) : int(rows[-1]) + 3, max(int(cols[0]) - 2, 0) : int(cols[-1]) + 3] = True
+    assert (padded_rgb[:, ~window] == 0).all() and (~window).any()
+    inner = padded_rgb[:, rows[2] : rows[-2], cols[2] : cols[-2]]
+    assert torch.allclose(inner, torch.full_like(inner, 200 / 255), atol=1e-3)
+    with pytest.raises(ValueError, match="`crop_mode`"):
+        crop_and_resize_rgbd(rgb, depth, box, (48, 48), crop_mode="letterbox")
+
+
+def test_augment_rgbd_pair_crop_mode_pad_replays_and_pads():
+    rgb = (torch.rand(3, 60, 90, generator=_gen(0)) * 255).to(torch.uint8)
+    depth = 1.0 + torch.rand(1, 60, 90, generator=_gen(1))
+    outs = [augment_rgbd_pair(rgb, depth, (56, 56), generator=_gen(seed), crop_mode="pad") for seed in range(12)]
+    again = augment_rgbd_pair(rgb, depth, (56, 56), generator=_gen(3), crop_mode="pad")
+    assert torch.equal(outs[3][0], again[0]) and torch.equal(outs[3][1], again[1])
+    assert all(o[0].shape == (3, 56, 56) and o[1].shape == (1, 56, 56) for o in outs)
+    # Non-square crops (aspect 3/4 to 4/3) leave a missing border; a dense frame has no other holes.
+    assert any(bool((o[1] == 0).any()) for o in outs)
+    stretched = [augment_rgbd_pair(rgb, depth, (56, 56), generator=_gen(seed)) for seed in range(12)]
+    assert all(bool((o[1] > 0).all()) for o in stretched)

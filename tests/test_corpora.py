@@ -14,9 +14,10 @@ import torch
 from datasets import Dataset, Features, Image, IterableDataset, Value
 from PIL import Image as PILImage
 
-from vanishing_depth.processing.depth_io import save_depth
-from vanishing_depth.training.corpora import (
+from vanishing_depth import VanishingDepthImageProcessor
+from vanishing_depth.data import (
     RGBD_CORPUS_FEATURES,
+    RGBDCollator,
     RGBDCorpusFormatError,
     RGBDSampleDecoder,
     RGBDSkipStats,
@@ -26,10 +27,13 @@ from vanishing_depth.training.corpora import (
     load_demo_corpus,
     mix_corpora,
     prepare_pretraining_corpus,
+    render_synthetic_scene,
+    rgbd_corpus_features,
     save_corpus,
+    save_depth,
+    synthetic_corpus,
     to_corpus_schema,
 )
-from vanishing_depth.training.synthetic import render_synthetic_scene, synthetic_corpus
 
 H, W = 48, 64
 
@@ -288,7 +292,7 @@ def test_decoder_skips_and_counts_corrupt_and_sparse_rows(caplog):
     loader = torch.utils.data.DataLoader(undecoded, batch_size=2, shuffle=False, collate_fn=decoder)
     run_stats = RGBDSkipStats()
     kept = []
-    with caplog.at_level(logging.WARNING, logger="vanishing_depth.training.corpora"):
+    with caplog.at_level(logging.WARNING, logger="vanishing_depth.data.decoding"):
         for batch in loader:
             run_stats.merge(batch.stats)
             kept += [sample.frame_id for sample in batch.samples]
@@ -323,7 +327,7 @@ def test_decoder_skips_and_counts_corrupt_and_sparse_rows(caplog):
     # A truncated depth file is an unreadable depth, named by its file.
     truncated = _png(np.full((16, 16), 1500, np.uint16))
     broken = dict(_row("cut"), depth={"bytes": truncated[: len(truncated) // 2], "path": "cut_depth.png"})
-    with caplog.at_level(logging.WARNING, logger="vanishing_depth.training.corpora"):
+    with caplog.at_level(logging.WARNING, logger="vanishing_depth.data.decoding"):
         assert len(decoder([broken])) == 0
     assert decoder.stats.skipped_unreadable_depth == 1 and "cut_depth.png" in caplog.text
 
@@ -340,6 +344,65 @@ def test_depth_of_the_same_view_at_another_resolution_is_resized_nearest():
     np.testing.assert_array_equal(sample.depth_m[:2, :2], [[0.0, 0.0], [0.0, 0.0]])
     np.testing.assert_array_equal(sample.depth_m, np.kron(depth_mm, np.ones((2, 2))).astype(np.float32) / 1000)
     assert not RGBDSampleDecoder(resize_depth=False).decode(row)  # opting out: a size mismatch
+
+
+def _exif_rotated_jpeg(upright: np.ndarray) -> bytes:
+    """A JPEG stored sideways with EXIF orientation 6 ("rotate 90 degrees clockwise to display"), as phones write."""
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # undone by the 90-degree clockwise turn of orientation 6
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    PILImage.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_a_row_decodes_identically_for_pretraining_and_fine_tuning():
+    """The pretraining decoder and the fine-tuning collator read a corpus row with the same opener and the same depth
+    decoder: same RGB (EXIF orientation applied by both) and bit-identical metres (the float32 `depth_scale` column is
+    read the same way, 0.001 and not 0.0010000000475)."""
+    height, width = 28, 42  # multiples of the patch size: the processor below neither resizes nor pads
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    upright = np.stack([x * 6, y * 9, (x + y) * 3], axis=-1).astype(np.uint8)  # smooth: JPEG keeps it closely
+    rows = [
+        {  # an EXIF-rotated JPEG with a millimetre PNG
+            "image": {"bytes": _exif_rotated_jpeg(upright), "path": "phone.jpg"},
+            "depth": {"bytes": _png(rng.integers(300, 9000, (height, width), dtype=np.uint16)), "path": "phone.png"},
+            "depth_scale": 0.001,
+        },
+        {  # a PNG frame with a TUM-style 16-bit PNG (1/5000 m per unit is not exact in float32 either)
+            "image": {"bytes": _png(upright[::-1].copy()), "path": "tum.png"},
+            "depth": {"bytes": _png(rng.integers(1000, 60000, (height, width), dtype=np.uint16)), "path": "tum_d.png"},
+            "depth_scale": 1 / 5000,
+        },
+    ]
+    for index, row in enumerate(rows):
+        row.update(intrinsics=None, source="toy", frame_id=f"{index:02d}")
+    undecoded = Dataset.from_list(rows, features=rgbd_corpus_features(decode=False))
+    decoded = undecoded.cast(RGBD_CORPUS_FEATURES)  # what a Trainer hands the collator: PIL images from `datasets`
+
+    samples = RGBDSampleDecoder(min_valid_pixels=1)(list(undecoded)).samples
+    assert len(samples) == 2
+    assert samples[0].rgb.shape == (height, width, 3)  # upright: the stored JPEG is width x height
+    error = np.abs(samples[0].rgb.astype(int) - upright.astype(int)).mean()
+    assert error < 4, error  # JPEG loss only: a frame turned the wrong way differs by tens of grey levels
+
+    processor = VanishingDepthImageProcessor(
+        do_resize=False, do_rescale=False, do_normalize=False, max_valid_depth=None, patch_size=14
+    )
+    collator = RGBDCollator(processor, task="depth", input_depth_pattern="dense")
+    # Rows as a Trainer hands them over: PIL images, undecoded bytes, and the arrays / channel-first int64 tensors of
+    # the numpy and torch formats of `datasets`.
+    views = (decoded, undecoded, decoded.with_format("numpy"), decoded.with_format("torch"))
+    for batch in (collator(list(view)) for view in views):
+        assert batch["pixel_values"].shape == (2, 3, height, width)
+        for index, sample in enumerate(samples):
+            rgb = batch["pixel_values"][index].permute(1, 2, 0).numpy()
+            np.testing.assert_array_equal(rgb, sample.rgb.astype(np.float32))
+            np.testing.assert_array_equal(batch["labels"][index].numpy(), sample.depth_m)
+    # The depth is the stored counts times the row's scale, rounded once to float32.
+    counts = np.asarray(PILImage.open(io.BytesIO(rows[1]["depth"]["bytes"]))).astype(np.float64)
+    np.testing.assert_array_equal(samples[1].depth_m, (counts / 5000).astype(np.float32))
 
 
 def test_iterate_survives_a_corrupt_row_of_a_decoding_dataset(tmp_path):

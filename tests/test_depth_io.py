@@ -1,4 +1,4 @@
-"""Tests for vanishing_depth.processing.depth_io: real sensor frames, every format's round trip, every error."""
+"""Tests for vanishing_depth.data.depth_io: real sensor frames, every format's round trip, every error."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vanishing_depth.processing.depth_io import (
+from vanishing_depth.data import (
     DEPTH_FORMATS,
     decode_depth_array,
     encode_depth,
@@ -199,7 +199,7 @@ def test_float_files_round_trip_exactly_and_auto_detects_them(tmp_path, suffix, 
     depth = _synthetic_depth(0.01, 80.0)
     path = tmp_path / f"depth{suffix}"
     save_depth(path, depth, "float")
-    with caplog.at_level(logging.INFO, logger="vanishing_depth.processing.depth_io"):
+    with caplog.at_level(logging.INFO, logger="vanishing_depth.data.depth_io"):
         loaded = load_depth(path)
     assert "'float'" in caplog.text and "auto" in caplog.text
     assert loaded.dtype == np.float32
@@ -313,3 +313,39 @@ def test_units_and_containers_must_match(tmp_path):
         save_depth(tmp_path / "depth.npy", np.ones((2, 2), dtype=np.float32), "mm")
     with pytest.raises(ValueError, match="16-bit counts"):
         decode_depth_array(np.array([[70000]], dtype=np.int32), "mm")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The deprecated `vanishing_depth.processing` alias
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_processing_alias_forwards_every_old_name_with_a_future_warning():
+    import importlib
+
+    import vanishing_depth.processing as processing
+
+    old_names = {  # what `vanishing_depth.processing` exported before the layout change
+        "DEPTH_FORMATS", "DepthFormat", "DepthNoise", "MaskingCurriculum", "PretrainingDepthTransform", "RandomDepth",
+        "VanishingDepthImageProcessor", "VanishingDepthMasker", "augment_rgbd_pair", "blocky_mask", "color_jitter",
+        "decode_depth_array", "depth_to_metres", "encode_depth", "keep_fraction", "load_depth", "load_rgb",
+        "perlin_mask", "perlin_noise", "pixel_mask", "random_resized_crop_box", "rescale_far_depth",
+        "sample_uniform_points", "save_depth", "simulate_edge_holes", "simulate_lidar_lines", "simulate_low_res_tof",
+    }  # fmt: skip
+    assert set(processing._MOVED) == old_names
+    for name, home in processing._MOVED.items():
+        with pytest.warns(FutureWarning, match=rf"from {home} import {name}"):
+            value = getattr(processing, name)
+        assert value is getattr(importlib.import_module(home), name)
+    with pytest.warns(FutureWarning, match="vanishing_depth.image_processing_vanishing_depth"):
+        from vanishing_depth.processing import VanishingDepthImageProcessor
+    from vanishing_depth import VanishingDepthImageProcessor as processor_class
+
+    assert VanishingDepthImageProcessor is processor_class
+    with pytest.warns(FutureWarning, match="from vanishing_depth.data import load_depth"):
+        from vanishing_depth.processing import load_depth as old_load_depth
+    assert old_load_depth is load_depth
+    with pytest.raises(AttributeError, match="multiscale_targets"):
+        processing.multiscale_targets  # noqa: B018 - removed (unused, and at odds with the model's target slicing)
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("vanishing_depth.processing.depth_io")

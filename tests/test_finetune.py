@@ -22,27 +22,29 @@ from vanishing_depth import (
     VanishingDepthImageProcessor,
     VanishingDepthModel,
 )
-from vanishing_depth.training.adapters import (
+from vanishing_depth.cli.evaluate_completion import add_evaluate_completion_subcommand
+from vanishing_depth.cli.finetune import add_finetune_subcommand
+from vanishing_depth.data import (
     NYU40_CLASSES,
     NYU_SCENE_CLASSES,
     SUNRGBD37_CLASSES,
+    RGBDCollator,
     get_adapter,
     nyu_scene_label,
+    parse_depth_pattern,
+    render_synthetic_scene,
+    simulate_depth_input,
+    synthetic_corpus,
 )
-from vanishing_depth.training.collators import RGBDCollator, parse_depth_pattern, simulate_depth_input
-from vanishing_depth.training.completion_eval import (
+from vanishing_depth.evaluation import (
+    BASELINE_PREDICTORS,
     DEFAULT_COMPLETION_PATTERNS,
-    add_evaluate_completion_subcommand,
+    SegmentationMetrics,
     evaluate_completion,
+    model_predictor,
 )
-from vanishing_depth.training.finetune import (
-    add_finetune_subcommand,
-    depth_stream_lora_pattern,
-    finetune,
-    lora_config_for_depth_stream,
-)
-from vanishing_depth.training.metrics import SegmentationMetrics
-from vanishing_depth.training.synthetic import render_synthetic_scene, synthetic_corpus
+from vanishing_depth.hub import write_run_card
+from vanishing_depth.training.finetune import depth_stream_lora_pattern, finetune, lora_config_for_depth_stream
 
 SIZE = 56
 
@@ -365,7 +367,14 @@ def test_finetune_recipe_segmentation_saves_a_loadable_model(encoder_dir, tmp_pa
     for name in ("model.safetensors", "config.json", "preprocessor_config.json", "finetune_results.json"):
         assert (tmp_path / "out" / name).is_file(), name
     summary = json.loads((tmp_path / "out" / "finetune_results.json").read_text())
-    assert summary["task"] == "segmentation" and summary["adapter"] == "nyu_depth_v2"
+    assert summary["task"] == "segmentation" and summary["adapter"] == "nyu_depth_v2" and summary.keys() == result.summary.keys()
+    # The recipe writes its numbers (eval_results.json) but no card: the command does, from what the recipe returns.
+    assert result.eval_results_path == tmp_path / "out" / "eval_results.json"
+    entries = json.loads(result.eval_results_path.read_text())["results"]
+    assert {entry["metric"]["type"] for entry in entries} == {"mean_iou", "accuracy"}
+    assert not (tmp_path / "out" / "README.md").exists()
+    card = write_run_card(result.output_dir, result.summary).read_text()
+    assert "mean IoU" in card and "pixel accuracy" in card
     reloaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "out")
     assert reloaded.config.num_labels == 40 and reloaded.config.segmentation_head == "multiscale"
     assert reloaded.config.id2label[0] == "wall"
@@ -434,8 +443,6 @@ def test_completion_sweep_prints_a_table_and_writes_json_and_png(tmp_path, capsy
 
 
 def test_completion_sweep_scores_other_methods_on_the_same_inputs(tmp_path):
-    from vanishing_depth.training.completion_eval import BASELINE_PREDICTORS, model_predictor
-
     torch.manual_seed(0)
     model = VanishingDepthForDepthEstimation(tiny_config(depth_decoder_hidden_size=8)).eval()
     corpus = synthetic_corpus(2, SIZE, SIZE, seed=5, keep_in_memory=True)
@@ -471,3 +478,45 @@ def test_cli_evaluate_completion_on_the_demo_corpus(tmp_path, capsys):
     saved = json.loads((tmp_path / "eval" / "completion_metrics.json").read_text())
     assert saved["settings"]["num_frames"] == 2 and saved["metrics"]["none"]["input_points"] == 0
     assert (tmp_path / "eval" / "completion_sweep.png").is_file()
+
+
+def test_old_training_exports_are_deprecated_aliases_of_their_one_home():
+    import importlib
+
+    import vanishing_depth
+    import vanishing_depth.training as training
+    from vanishing_depth.data import RGBDCollator as collator_class
+
+    with pytest.warns(FutureWarning, match="import it from `vanishing_depth.data`"):
+        assert training.RGBDCollator is collator_class
+    with pytest.warns(FutureWarning, match="vanishing_depth.loss_vanishing_depth"):
+        from vanishing_depth.training import VanishingDepthLoss
+    assert VanishingDepthLoss is vanishing_depth.VanishingDepthLoss
+    with pytest.raises(AttributeError, match="no_such_name"):
+        training.no_such_name  # noqa: B018
+    for gone in ("losses", "metrics", "completion_eval", "completion", "demo"):  # moved: one home per job
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"vanishing_depth.training.{gone}")
+
+
+@pytest.mark.slow
+def test_demo_runs_the_sweep_and_writes_results_and_card(tmp_path, capsys):
+    from vanishing_depth.demo import DEMO_DENSITIES, demo_patterns, run_demo
+    from vanishing_depth.hub.model_card import card_is_ours
+
+    result = run_demo(tmp_path, max_steps=2)
+    printed = capsys.readouterr().out
+    assert "RMSE (m) on the 4 held-out Redwood frames" in printed and "0.1%" in printed and "nearest_fill" in printed
+    folder = tmp_path / "vanishing-depth-dinov2-demo"
+    record = json.loads((folder / "completion_metrics.json").read_text())
+    assert record["settings"]["steps"] == 2 and record["settings"]["densities"] == list(DEMO_DENSITIES)
+    assert list(record["methods"]) == ["trained", "untrained", "nearest_fill", "median_fill"]
+    for pattern in demo_patterns():  # the model's own numbers, as returned
+        assert record["metrics"][pattern]["rmse_m"] == pytest.approx(result.metrics[pattern]["rmse_m"])
+    entries = json.loads((folder / "eval_results.json").read_text())["results"]
+    assert len(entries) == 2 * len(DEMO_DENSITIES)
+    assert entries[0]["metric"]["value"] == round(result.methods["trained"][demo_patterns()[0]]["rmse_m"], 4)
+    card = (folder / "README.md").read_text()
+    assert card_is_ours(card) and "RMSE at 0.1% input density" in card
+    for name in ("completion_sweep.png", "rmse_by_method.png", "config.json", "pretraining/config.json"):
+        assert (folder / name).is_file(), name

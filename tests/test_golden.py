@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
 from vanishing_depth import VanishingDepthForPretraining, VanishingDepthImageProcessor
-from vanishing_depth.training.corpora import decode_rgbd_row, load_demo_corpus
+from vanishing_depth.data import decode_rgbd_row, load_demo_corpus
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden"
 # The PDE resolves millimetres: its fastest pair turns ~275 rad per metre, so a one-ulp difference in a depth of a few

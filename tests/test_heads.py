@@ -28,8 +28,8 @@ from vanishing_depth import (
     VanishingDepthImageProcessor,
     VanishingDepthModel,
 )
-from vanishing_depth.training.losses import masked_silog_l1_loss
-from vanishing_depth.training.synthetic import render_synthetic_scene
+from vanishing_depth.data import render_synthetic_scene
+from vanishing_depth.loss_vanishing_depth import masked_silog_l1_loss
 
 HEAD_CASES = {
     "seg-linear": (VanishingDepthForSemanticSegmentation, {"num_labels": 3}),

@@ -13,8 +13,8 @@ from huggingface_hub import ModelCard
 
 from conftest import tiny_config
 from vanishing_depth import VanishingDepthForDepthEstimation, VanishingDepthImageProcessor, VanishingDepthModel
-from vanishing_depth.hub_cards import build_model_card, read_metrics_file
-from vanishing_depth.hub_cards.model_card import (
+from vanishing_depth.hub import build_model_card, read_metrics_file
+from vanishing_depth.hub.model_card import (
     add_card_subcommand,
     card_is_ours,
     find_local_paths,
@@ -264,3 +264,51 @@ def test_local_paths_are_found_and_redacted():
         "n": 3,
     }
     assert not find_local_paths("owner/name, (d − 5 m) / 5 m, http://127.0.0.1:8000/api/models, [local]/x")
+
+
+def test_old_hub_cards_path_is_a_deprecated_alias_of_hub():
+    import vanishing_depth.hub_cards as old
+    from vanishing_depth import hub
+    from vanishing_depth.hub import model_card, publish
+
+    for name in ("build_model_card", "write_model_card", "push_model", "MetricEntry"):
+        with pytest.warns(FutureWarning, match=f"hub_cards.{name}.*vanishing_depth.hub"):
+            assert getattr(old, name) is getattr(hub, name)
+    with pytest.warns(FutureWarning, match="vanishing_depth.hub.model_card"):
+        from vanishing_depth.hub_cards import model_card as old_model_card
+    assert old_model_card is model_card
+    with pytest.warns(FutureWarning):
+        assert old.publish is publish
+    with pytest.raises(AttributeError, match="no_such_name"):
+        old.no_such_name  # noqa: B018
+
+
+def test_pretrain_command_writes_the_card_and_the_training_code_does_not(tmp_path, capsys):
+    from conftest import tiny_pretraining_args
+    from vanishing_depth.cli import main
+    from vanishing_depth.data import save_corpus, synthetic_corpus
+    from vanishing_depth.hub.model_card import card_is_ours
+    from vanishing_depth.training.pretrain import pretrain
+
+    corpus = tmp_path / "corpus"
+    save_corpus(synthetic_corpus(6, 60, 80, seed=3, keep_in_memory=True), corpus, splits={"train": list(range(6))})
+    steps = {"max_steps": 2, "checkpointing_steps": 2, "write_model_card": True}
+    library = tiny_pretraining_args(tmp_path / "library", corpus, **steps)
+    pretrain(library)
+    assert (tmp_path / "library" / "config.json").is_file() and not (tmp_path / "library" / "README.md").exists()
+
+    command = tiny_pretraining_args(tmp_path / "command", corpus, **steps)
+    flags = []
+    for key, value in vars(command).items():
+        if value is not None:
+            flags += [f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    assert main(["pretrain", *flags]) == 0
+    assert "done: 2 steps" in capsys.readouterr().out
+    card = (tmp_path / "command" / "README.md").read_text()
+    assert card_is_ours(card) and "learning_rate" in card
+    again = tiny_pretraining_args(tmp_path / "no-card", corpus, max_steps=2, checkpointing_steps=2)
+    flags = [
+        f"--{key}={value}" for key, value in vars(again).items() if value is not None and not isinstance(value, list)
+    ]
+    assert main(["pretrain", *flags, "--dataset", str(corpus)]) == 0
+    assert not (tmp_path / "no-card" / "README.md").exists()  # --write_model_card False

@@ -13,7 +13,7 @@ from transformers import AutoImageProcessor
 import vanishing_depth  # noqa: F401
 from conftest import shared_data_dir, tiny_config
 from vanishing_depth import VanishingDepthImageProcessor, VanishingDepthModel, positional_depth_encoding
-from vanishing_depth.processing import load_depth
+from vanishing_depth.data import load_depth
 
 
 def _rgb(height=120, width=160, seed=0) -> Image.Image:
@@ -89,7 +89,7 @@ def test_negative_nan_and_count_errors():
     bad = _depth()
     bad[0, 0] = np.nan
     bad[0, 1] = np.inf
-    with pytest.warns(UserWarning, match="NaN/inf"):
+    with pytest.warns(RuntimeWarning, match="NaN/inf"):
         out = processor(images=_rgb(), depth=bad, return_tensors="pt")
     assert torch.isfinite(out["depth_values"]).all()
     with pytest.raises(ValueError, match="one map per image"):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from vanishing_depth.training.losses import (
+from conftest import tiny_config
+from vanishing_depth import VanishingDepthForPretraining
+from vanishing_depth.loss_vanishing_depth import (
     VanishingDepthLoss,
     masked_silog_l1_loss,
     scale_invariant_log_loss,
@@ -260,3 +262,44 @@ def test_si_half_precision_inputs_are_computed_in_float32():
     rounded_pred, rounded_target = pred_bf16.double().numpy(), target_bf16.double().numpy()
     expected = np.mean([si_numpy(rounded_pred[b], rounded_target[b], np.ones((4, 4), bool)) for b in range(2)])
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def si_pooled_numpy(pred, target, mask, alpha=ALPHA, lam=LAMBDA):
+    """The authors' form: one SI over the pixels of the whole batch, alpha sqrt(sum g^2 / t - lam (sum g)^2 / t^2)."""
+    pixel_set = mask & (target >= 1e-3) & (pred >= 1e-3)
+    g = np.log(pred[pixel_set]) - np.log(target[pixel_set])
+    t = g.size
+    return alpha * math.sqrt(np.sum(g**2) / t - lam * np.sum(g) ** 2 / t**2)
+
+
+def test_batch_pooling_equals_the_pooled_formula_on_images_of_different_scale():
+    """Two images whose predictions are right up to a per-image scale (x2 and x0.5): per sample each is almost
+    scale-invariant, pooled over the batch the scales disagree and the loss sees it."""
+    rng = np.random.default_rng(11)
+    target = rng.uniform(0.5, 6.0, size=(2, 5, 6))
+    pred = target * rng.uniform(0.95, 1.05, size=target.shape)
+    pred[0] *= 2.0
+    pred[1] *= 0.5
+    removed = rng.random(target.shape) < 0.4
+    expected = 0.5 * (si_pooled_numpy(pred, target, removed) + si_pooled_numpy(pred, target, ~removed))
+    out = VanishingDepthLoss(pooling="batch")([t(pred)[:, None]], [t(target)[:, None]], [torch.from_numpy(removed)])
+    assert out.loss.item() == pytest.approx(expected, rel=1e-12)
+    assert out.removed[0].item() == pytest.approx(si_pooled_numpy(pred, target, removed), rel=1e-12)
+    per_sample = VanishingDepthLoss(pooling="sample")([t(pred)], [t(target)], [torch.from_numpy(removed)])
+    assert per_sample.loss.item() == pytest.approx(balanced_scale_numpy(pred, target, removed), rel=1e-12)
+    assert out.loss.item() > 2 * per_sample.loss.item()  # the per-sample form cannot see the scale disagreement
+
+
+def test_batch_pooling_of_one_image_is_the_per_sample_loss_and_the_config_carries_it():
+    pred, target, removed = random_batch((1, 6, 5), seed=12)
+    args = ([t(pred)], [t(target)], [torch.from_numpy(removed)])
+    assert VanishingDepthLoss(pooling="batch")(*args).loss.item() == pytest.approx(
+        VanishingDepthLoss(pooling="sample")(*args).loss.item(), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="pooling"):
+        VanishingDepthLoss(pooling="pixels")
+
+    assert VanishingDepthForPretraining(tiny_config()).pretraining_loss.pooling == "sample"
+    assert VanishingDepthForPretraining(tiny_config(loss_pooling="batch")).pretraining_loss.pooling == "batch"
+    with pytest.raises(ValueError, match="loss_pooling"):
+        tiny_config(loss_pooling="pixels")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers.trainer_utils import EvalPrediction
 
-from vanishing_depth.training.metrics import (
+from vanishing_depth.evaluation import (
     DEPTH_METRIC_KEYS,
     Accuracy,
     ClassificationMetrics,

@@ -166,7 +166,7 @@ def test_keep_measured_places_coarse_depth_pixels_at_their_centres(folders):
 def test_depth_completion_reads_paths_sensor_units_and_tensors(folders, tmp_path, no_prompt):
     from transformers import pipeline
 
-    from vanishing_depth.processing import save_depth
+    from vanishing_depth.data import save_depth
 
     complete = pipeline("depth-completion", model=str(folders["pretraining"]))
     rgb, depth = _image(60, 80), _sparse_depth_m(60, 80)
@@ -200,7 +200,7 @@ def test_depth_completion_reads_paths_sensor_units_and_tensors(folders, tmp_path
 def test_depth_completion_on_real_sensor_frames(folders, rgb_name, depth_name):
     from transformers import pipeline
 
-    from vanishing_depth.processing import load_depth
+    from vanishing_depth.data import load_depth
 
     data = shared_data_dir()
     if data is None or not (data / depth_name).is_file():
@@ -220,7 +220,7 @@ def test_depth_completion_on_real_sensor_frames(folders, rgb_name, depth_name):
 def test_truncated_files_are_named(folders, tmp_path):
     from transformers import pipeline
 
-    from vanishing_depth.processing import load_depth, load_rgb, save_depth
+    from vanishing_depth.data import load_depth, load_rgb, save_depth
 
     rgb_path, depth_path = tmp_path / "rgb.jpg", tmp_path / "depth.png"
     _image().save(rgb_path)
@@ -465,7 +465,7 @@ def test_post_processing_removes_padding_from_target_sizes_alone():
 # ----------------------------------------------------------------------------------------------------------------------
 def test_complete_command_refuses_an_encoder_folder_and_writes_nothing(folders, tmp_path, capsys):
     from vanishing_depth.cli import main
-    from vanishing_depth.processing import save_depth
+    from vanishing_depth.data import save_depth
 
     _image().save(tmp_path / "rgb.png")
     save_depth(tmp_path / "depth.png", _sparse_depth_m(), "mm")
@@ -509,7 +509,7 @@ def test_evaluate_completion_refuses_an_encoder_and_scores_a_pretraining_folder(
 
 
 def test_model_card_refuses_a_folder_without_its_head_weights(folders):
-    from vanishing_depth.hub_cards import build_model_card
+    from vanishing_depth.hub import build_model_card
 
     with pytest.raises(ValueError, match=r"nothing for \['depth_head'\]"):
         build_model_card(folders["headless"])

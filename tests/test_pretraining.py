@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,14 +16,14 @@ from transformers import AutoImageProcessor, AutoModel
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
 from conftest import random_rgbd, tiny_config, tiny_pretraining_args
 from vanishing_depth import VanishingDepthModel
+from vanishing_depth.cli.pretrain import parse_arguments
 from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
-from vanishing_depth.training.pretrain import PretrainingArguments, parse_arguments, pretrain
+from vanishing_depth.training.pretrain import PretrainingArguments, pretrain
 
 
 @pytest.fixture(scope="module")
 def synthetic_corpus_dir(tmp_path_factory):
-    from vanishing_depth.training.corpora import save_corpus
-    from vanishing_depth.training.synthetic import synthetic_corpus
+    from vanishing_depth.data import save_corpus, synthetic_corpus
 
     folder = tmp_path_factory.mktemp("corpus")
     dataset = synthetic_corpus(num_frames=12, height=60, width=80, seed=3, keep_in_memory=True)
@@ -90,7 +92,6 @@ def test_a_few_steps_lower_the_loss_and_save_loadable_folders(tmp_path, syntheti
         validation_steps=30,
         validation_dataset=str(synthetic_corpus_dir),
         validation_frames=2,
-        write_model_card=True,
     )
     summary = pretrain(args)
     losses = [entry["loss"] for entry in summary["history"]]
@@ -105,7 +106,11 @@ def test_a_few_steps_lower_the_loss_and_save_loadable_folders(tmp_path, syntheti
     log = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
     assert any("val/si_auc" in entry for entry in log) and any("loss" in entry for entry in log)
     assert (run / "validation_set.safetensors").is_file()
-    assert (run / "README.md").is_file()
+    # The fraction clock (library recipe): warm-up over the first 10 % of the run, the ramp over the next 10 %, so
+    # this 30-step run (120 samples; 7.5 "epochs" of 16) trains most of its steps at the curriculum's end.
+    curriculum = [(entry["mask_mean"], entry["mask_std"]) for entry in log if "mask_mean" in entry]
+    assert len(curriculum) == 30 and curriculum[0] == (0.3, 0.1)
+    assert curriculum[-1] == pytest.approx((0.5, 0.3)) and curriculum[6] == pytest.approx((0.5, 0.3))
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, synthetic_corpus_dir):
@@ -125,6 +130,98 @@ def test_resume_equals_uninterrupted_run(tmp_path, synthetic_corpus_dir):
         assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), name
 
 
+def test_curriculum_clocks_and_the_warning_of_a_curriculum_that_never_starts(tmp_path, synthetic_corpus_dir, caplog):
+    from vanishing_depth.training.pretrain import PretrainingBatchAssembler, curriculum_warning
+
+    # fraction clock: 10 steps x 4 frames = 40 samples; warm-up the first 4, the ramp the next 4, whatever the epoch.
+    args = _args(tmp_path, synthetic_corpus_dir, max_steps=10, samples_per_epoch=200_000)
+    one = PretrainingBatchAssembler(args, world_size=1)
+    assert one.curriculum_at(0) == (0.3, 0.1) and one.curriculum_at(1) == pytest.approx((0.3, 0.1))
+    assert one.curriculum_at(2) == pytest.approx((0.5, 0.3)) and one.curriculum_at(9) == pytest.approx((0.5, 0.3))
+    assert curriculum_warning(args, world_size=1) is None
+    # Shares of the run are shares of its steps: two processes (twice the samples per step) follow the same steps.
+    two = PretrainingBatchAssembler(args, world_size=2)
+    for step in range(10):
+        assert two.curriculum_at(step) == pytest.approx(one.curriculum_at(step))
+
+    # epochs clock: 40 samples never leave a warm-up of 10 epochs x 200,000 samples.
+    epochs = _args(tmp_path, synthetic_corpus_dir, max_steps=10, samples_per_epoch=200_000, curriculum_clock="epochs")
+    assert PretrainingBatchAssembler(epochs, world_size=1).curriculum_at(9) == (0.3, 0.1)
+    warning = curriculum_warning(epochs, world_size=1)
+    assert "never starts" in warning and "2,000,000 samples" in warning and "draws 40" in warning
+    assert "--curriculum-clock fraction" in warning
+    # ... and the run says so at start-up.
+    short = _args(tmp_path, synthetic_corpus_dir, max_steps=1, samples_per_epoch=200_000, curriculum_clock="epochs")
+    with caplog.at_level(logging.WARNING, logger="vanishing_depth.training.pretrain"):
+        pretrain(short)
+    assert any("never starts" in record.getMessage() for record in caplog.records)
+    # An epochs clock short enough to start gives no warning.
+    assert curriculum_warning(dataclasses.replace(epochs, mask_warmup_epochs=2.0, samples_per_epoch=16), 1) is None
+    with pytest.raises(ValueError, match="mask_warmup_fraction"):
+        _args(tmp_path, synthetic_corpus_dir, mask_warmup_fraction=0.6, mask_ramp_fraction=0.6)
+    with pytest.raises(ValueError, match="curriculum_clock"):
+        _args(tmp_path, synthetic_corpus_dir, curriculum_clock="steps")
+
+
+def test_decoder_skip_and_patch_embedding_options(tmp_path):
+    import math
+
+    rgb, depth = random_rgbd(batch=2, height=56, width=42)
+    raw = VanishingDepthForPretraining(tiny_config(decoder_skips="raw", decoder_channels=[16, 16, 8, 8])).train()
+    out = raw(pixel_values=rgb, depth_values=depth, target_depth=depth)
+    assert [tuple(p.shape) for p in out.predicted_depth] == [
+        (2, 1, 56, 42),
+        (2, 1, 28, 21),
+        (2, 1, 14, 11),
+        (2, 1, 7, 6),
+    ]
+    out.loss.backward()
+    hidden = raw.config.hidden_size  # the raw D-channel maps enter the U-Net as they are (authors' model/decoder.py)
+    assert raw.decoder.blocks[0].conv1[0].in_channels == hidden + hidden
+    assert raw.decoder.blocks[3].conv1[0].in_channels == 8
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in raw.decoder.modules())
+    lateral = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8]))
+    assert lateral.decoder.blocks[0].conv1[0].in_channels == 16 + 16
+    with pytest.raises(ValueError, match="decoder_skips"):
+        tiny_config(decoder_skips="dense")
+
+    def projection(model):
+        return model.vanishing_depth.depth_encoder.embeddings.patch_embeddings.projection
+
+    torch.manual_seed(0)
+    default = projection(VanishingDepthForPretraining(tiny_config()))
+    torch.manual_seed(0)
+    model = VanishingDepthForPretraining(tiny_config(depth_patch_embedding_init="pytorch_default"))
+    authors = projection(model)
+    fan_in = authors.weight[0].numel()  # 16 PDE channels x 14 x 14
+    assert default.weight.std().item() == pytest.approx(0.02, rel=0.05) and bool((default.bias == 0).all())
+    # nn.Conv2d's own init: U(+-1/sqrt(fan_in)) for the weight (std 1/sqrt(3 fan_in)) and the bias
+    assert authors.weight.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.05)
+    assert authors.weight.abs().max().item() <= 1 / math.sqrt(fan_in)
+    assert 0 < authors.bias.abs().max().item() <= 1 / math.sqrt(fan_in)
+    # Saved and loaded, the weights are the saved ones (the init does not run over loaded tensors).
+    model.save_pretrained(tmp_path / "authors-init")
+    loaded = projection(VanishingDepthForPretraining.from_pretrained(tmp_path / "authors-init"))
+    assert torch.equal(loaded.weight, authors.weight) and torch.equal(loaded.bias, authors.bias)
+    with pytest.raises(ValueError, match="depth_patch_embedding_init"):
+        tiny_config(depth_patch_embedding_init="xavier")
+
+
+def test_fresh_pretraining_fuses_the_cls_token_as_the_converter_does(tmp_path, synthetic_corpus_dir):
+    from vanishing_depth.configuration_vanishing_depth import authors_fuse_cls_token
+    from vanishing_depth.training.pretrain import build_model, resolve_fuse_cls_token
+
+    # "auto" (both recipes) is the authors' rule, the one the converter applies to their checkpoints: ViT-S fuses the
+    # CLS token (main.py builds V2-small with fuse_cls_tolken=True), ViT-B does not.
+    assert resolve_fuse_cls_token("auto", 384) is True and resolve_fuse_cls_token("auto", 768) is False
+    assert resolve_fuse_cls_token("auto", 384) == authors_fuse_cls_token(384)
+    assert resolve_fuse_cls_token("true", 768) is True and resolve_fuse_cls_token("false", 384) is False
+    assert build_model(_args(tmp_path, synthetic_corpus_dir)).config.fuse_cls_token is False  # width 32
+    assert build_model(_args(tmp_path, synthetic_corpus_dir, fuse_cls_token="true")).config.fuse_cls_token is True
+    with pytest.raises(ValueError, match="--fuse-cls-token"):
+        build_model(_args(tmp_path, synthetic_corpus_dir, config_overrides=json.dumps({"fuse_cls_token": True})))
+
+
 def test_arguments_from_yaml_with_flag_override(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("output_dir: from-yaml\nmax_steps: 77\nimage_size: 112\ndataset:\n  - a\n  - b\n")
@@ -138,7 +235,7 @@ def test_arguments_from_yaml_with_flag_override(tmp_path):
 def test_corrupt_and_sparse_rows_are_skipped_and_counted(tmp_path, synthetic_corpus_dir):
     from datasets import Image as ImageFeature
 
-    from vanishing_depth.training.corpora import load_corpus, save_corpus
+    from vanishing_depth.data import load_corpus, save_corpus
 
     dataset = load_corpus(synthetic_corpus_dir, split="train")
     dataset = dataset.cast_column("image", ImageFeature(decode=False)).cast_column("depth", ImageFeature(decode=False))
@@ -193,7 +290,8 @@ def test_two_process_cpu_launch(tmp_path, synthetic_corpus_dir):
         "--dynamo_backend",
         "no",
         "-m",
-        "vanishing_depth.training.pretrain",
+        "vanishing_depth.cli",
+        "pretrain",
         *flags,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)

@@ -23,7 +23,7 @@ import hub_server
 import vanishing_depth
 from conftest import HIDE_PACKAGE, tiny_config
 from vanishing_depth import VanishingDepthImageProcessor, VanishingDepthModel
-from vanishing_depth.hub_cards.publish import code_files, plan_model_upload
+from vanishing_depth.hub.publish import code_files, plan_model_upload
 
 loopback_hub = hub_server.loopback_hub
 REPO = "test-user/vd-tiny"
@@ -102,7 +102,7 @@ def _reference(folder: Path, model: VanishingDepthModel) -> list[torch.Tensor]:
 
 PUSH = """
 import argparse, json, sys
-from vanishing_depth.hub_cards.publish import add_push_subcommand, push_model
+from vanishing_depth.hub.publish import add_push_subcommand, push_model
 repo, folder_a, folder_b, metrics = sys.argv[1:5]
 parser = argparse.ArgumentParser()
 add_push_subcommand(parser.add_subparsers())
@@ -306,7 +306,7 @@ def test_pretraining_folder_gets_the_auto_map_remote_code_users_need(tmp_path):
 
 CORPUS_PUSH = """
 import json, sys
-from vanishing_depth.hub_cards.publish import push_corpus
+from vanishing_depth.hub.publish import push_corpus
 info = push_corpus("redwood_demo", sys.argv[1], split="test", private=True)
 print(json.dumps({"oid": getattr(info, "oid", None)}))
 """
@@ -324,7 +324,7 @@ print(json.dumps({"rows": rows, "depth_mode": dataset[0]["depth"].mode}))
 def test_corpus_round_trips_through_the_hub(loopback_hub, tmp_path):
     from datasets import Image
 
-    from vanishing_depth.training.corpora import RGBD_CORPUS_COLUMNS, load_demo_corpus
+    from vanishing_depth.data import RGBD_CORPUS_COLUMNS, load_demo_corpus
 
     run_client(loopback_hub, tmp_path / "pusher", CORPUS_PUSH, "test-user/redwood-demo")
     repo = loopback_hub.repos[("dataset", "test-user/redwood-demo")]

@@ -25,9 +25,9 @@ from test_convert_authors import _randomised_model, to_authors_layout
 from vanishing_depth import VanishingDepthImageProcessor, VanishingDepthModel
 from vanishing_depth.cli import main as cli_main
 from vanishing_depth.export import export_model
-from vanishing_depth.hub_cards import model_card, publish
-from vanishing_depth.hub_cards.model_card import card_is_ours, write_model_card
-from vanishing_depth.hub_cards.publish import plan_model_upload, push_model
+from vanishing_depth.hub import model_card, publish
+from vanishing_depth.hub.model_card import card_is_ours, write_model_card
+from vanishing_depth.hub.publish import plan_model_upload, push_model
 from vanishing_depth.output_paths import OutputExistsError
 
 loopback_hub = hub_server.loopback_hub

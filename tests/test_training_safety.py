@@ -20,12 +20,18 @@ from PIL import Image as PILImage
 
 import vanishing_depth  # noqa: F401  (registers the Auto classes)
 from conftest import tiny_pretraining_args
+from vanishing_depth.data import (
+    RGBD_CORPUS_FEATURES,
+    RGBDSampleDecoder,
+    load_corpus,
+    render_synthetic_scene,
+    save_corpus,
+    synthetic_corpus,
+)
 from vanishing_depth.output_paths import OutputExistsError
 from vanishing_depth.training import pretrain as pretrain_module
 from vanishing_depth.training.checkpoints import pickle_files
-from vanishing_depth.training.corpora import RGBD_CORPUS_FEATURES, RGBDSampleDecoder, load_corpus, save_corpus
 from vanishing_depth.training.pretrain import PretrainingArguments, pretrain
-from vanishing_depth.training.synthetic import render_synthetic_scene, synthetic_corpus
 
 H, W = 42, 56
 
@@ -360,7 +366,7 @@ def test_bad_rows_are_counted_by_cause_for_training_and_validation(tmp_path, cap
 
 def test_build_corpus_names_bad_files_skips_them_and_refuses_a_used_folder(tmp_path, capsys):
     from vanishing_depth.cli import main as cli
-    from vanishing_depth.processing.depth_io import save_depth
+    from vanishing_depth.data import save_depth
 
     rgb_dir, depth_dir = tmp_path / "rgb", tmp_path / "depth"
     rgb_dir.mkdir()

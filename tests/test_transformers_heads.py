@@ -25,6 +25,7 @@ from vanishing_depth import (
     VanishingDepthModel,
     positional_depth_encoding,
 )
+from vanishing_depth.configuration_vanishing_depth import block_index, stage_index
 
 HIDDEN = 32  # tiny_config's RGB width: every feature has 2 * HIDDEN channels
 
@@ -117,6 +118,23 @@ def test_backbone_channels_are_rgb_plus_depth():
     backbone = AutoBackbone.from_config(tiny_config(out_indices=[1, 3]))
     assert isinstance(backbone, VanishingDepthBackbone)
     assert backbone.channels == [2 * HIDDEN] * 2
+
+
+def test_one_layer_numbering_block_indices_with_stages_derived(model):
+    """0-based block indices everywhere; `out_indices` is transformers' stage numbering, derived (stage = block + 1)."""
+    config = tiny_config(fusion_layers=[1, 3])
+    assert config.out_indices == [stage_index(block) for block in config.fusion_layers] == [2, 4]
+    assert config.backbone_blocks == [block_index(stage) for stage in config.out_indices] == [1, 3]
+    backbone = _seeded(VanishingDepthBackbone, config)
+    encoder = backbone.vanishing_depth
+    rgb, depth = random_rgbd(batch=1, height=28, width=28)
+    backbone.out_indices = [1, 3]  # stages 1 and 3 = blocks 0 and 2
+    from_backbone = backbone(pixel_values=rgb, depth_values=depth).feature_maps
+    from_encoder = encoder(pixel_values=rgb, depth_values=depth, feature_layers=[0, 2]).feature_maps
+    assert all(torch.equal(a, b) for a, b in zip(from_backbone, from_encoder, strict=True))
+    backbone.out_indices = [0, 2]
+    with pytest.raises(ValueError, match="stage 0"):
+        backbone(pixel_values=rgb, depth_values=depth)
 
 
 def test_token_sequences_drop_registers_and_match_the_maps():

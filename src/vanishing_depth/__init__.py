@@ -14,6 +14,12 @@ from . import modeling_vanishing_depth
 from .configuration_vanishing_depth import VanishingDepthConfig, default_fusion_layers
 from .convert_checkpoints import convert_dinov2_state_dict, load_rgb_backbone
 from .image_processing_vanishing_depth import VanishingDepthImageProcessor
+from .loss_vanishing_depth import (
+    VanishingDepthLoss,
+    VanishingDepthLossOutput,
+    masked_silog_l1_loss,
+    scale_invariant_log_loss,
+)
 from .modeling_vanishing_depth import (
     AUTO_CLASS_NAMES,
     DEPTH_COMPLETION_TASK,
@@ -79,6 +85,8 @@ __all__ = [
     "VanishingDepthForPretraining",
     "VanishingDepthForSemanticSegmentation",
     "VanishingDepthImageProcessor",
+    "VanishingDepthLoss",
+    "VanishingDepthLossOutput",
     "VanishingDepthModel",
     "VanishingDepthModelOutput",
     "VanishingDepthPreTrainedModel",
@@ -89,8 +97,10 @@ __all__ = [
     "depth_scale_cls_code",
     "load_completion_model",
     "load_rgb_backbone",
+    "masked_silog_l1_loss",
     "positional_depth_encoding",
     "register_stream_adapter",
+    "scale_invariant_log_loss",
     "stream_adapter",
     "supported_model_types",
 ]

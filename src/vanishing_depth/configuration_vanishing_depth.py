@@ -15,7 +15,12 @@ from typing import Any
 from transformers import AutoConfig, Dinov2Config, PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
-from .streams_vanishing_depth import VanishingDepthStreamAdapter, stream_adapter, supported_model_types
+from .streams_vanishing_depth import (
+    POSITION_INTERPOLATIONS,
+    VanishingDepthStreamAdapter,
+    stream_adapter,
+    supported_model_types,
+)
 
 DEPTH_NORMALIZATIONS = ("global", "dynamic")
 DEPTH_ENCODINGS = ("pde", "normalized")
@@ -23,8 +28,16 @@ FEATURE_SOURCES = ("post_fusion", "pre_fusion")
 #: `rgb_config.model_type` values with a stream adapter (see `streams_vanishing_depth`), at import time.
 SUPPORTED_RGB_MODEL_TYPES = supported_model_types()
 SEGMENTATION_HEADS = ("linear", "multiscale")
+#: How the depth ViT's fresh C-channel patch-embedding weight is initialised (see `depth_patch_embedding_init`).
+DEPTH_PATCH_EMBEDDING_INITS = ("trunc_normal", "pytorch_default")
+#: How the pretraining decoder takes its skips (see `decoder_skips`).
+DECODER_SKIPS = ("lateral", "raw")
+#: Float32 arithmetic of the PDE angles (see `pde_float_order`).
+PDE_FLOAT_ORDERS = ("library", "authors")
+#: How the pretraining loss pools pixels (see `loss_pooling`).
+LOSS_POOLINGS = ("sample", "batch")
 
-# The 1-channel normalisation baseline of METHOD §1.2: (d - 5 m) / 5 m.
+# The 1-channel normalisation baseline the paper compares PDE against: (d - 5 m) / 5 m.
 NORMALIZED_DEPTH_MEAN_M = 5.0
 NORMALIZED_DEPTH_STD_M = 5.0
 
@@ -46,6 +59,28 @@ def default_fusion_layers(num_hidden_layers: int) -> list[int]:
         # Tiny test models: fuse after every block, at most four times.
         return list(range(num_hidden_layers))
     return [round(num_hidden_layers * (q + 1) / 4) - 1 for q in range(4)]
+
+
+#: `fuse_cls_token` as a choice of pretraining and conversion: "auto" is `authors_fuse_cls_token` of the width.
+FUSE_CLS_TOKEN_CHOICES = ("auto", "true", "false")
+
+
+def authors_fuse_cls_token(hidden_size: int) -> bool:
+    """Whether the authors' code fuses the CLS token for a ViT of this width: their ViT-S/14 encoder (width 384) is
+    built with ``fuse_cls_tolken=True``, their ViT-B/14 and ViT-L/14 ones with the default False (authors'
+    model/vanishing_depth.py, build_encoder). The one rule for fresh pretraining (``fuse_cls_token="auto"``) and for
+    converting their checkpoints; their mmseg segmentation backbone never fuses it."""
+    return int(hidden_size) == 384
+
+
+def stage_index(block: int) -> int:
+    """transformers' backbone stage number (`out_indices`) of 0-based block `block`: stage 0 is the embeddings."""
+    return block + 1
+
+
+def block_index(stage: int) -> int:
+    """0-based block index of transformers' backbone stage `stage` (>= 1); the inverse of `stage_index`."""
+    return stage - 1
 
 
 def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
@@ -96,8 +131,15 @@ def _drop_locally_registered_pipelines(kwargs: dict) -> None:
 
 class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
-    Configuration of [`VanishingDepthModel`]: a frozen pretrained RGB DINOv2 and a trainable depth DINOv2 of
-    the same shape, with squeeze-and-excitation fusion from RGB to depth after `fusion_layers`.
+    Configuration of [`VanishingDepthModel`]: a frozen pretrained RGB ViT and a trainable depth ViT of the same
+    shape, with squeeze-and-excitation fusion from RGB to depth after `fusion_layers`.
+
+    Layer numbering: one convention, **0-based block indices** (block 0 is the first transformer block; a 12-block ViT
+    has blocks 0..11). `fusion_layers`, `VanishingDepthModel(feature_layers=...)` and every key of the model's
+    internals use it. `out_indices` / `out_features` are transformers' backbone stage numbering, which `AutoBackbone`
+    heads require ("stem" = the embeddings, stage i = the output of block i - 1); they are derived from the block
+    indices (`stage_index(block)`, default `[stage_index(b) for b in fusion_layers]`), and `backbone_blocks` gives
+    them back as block indices.
 
     Args:
         rgb_config (`PreTrainedConfig` or `dict`, *optional*):
@@ -112,11 +154,29 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             Global depth normaliser d_max in metres (`depth_normalization="global"`).
         depth_normalization (`str`, *optional*, defaults to `"global"`):
             `"global"`: d / max_depth. `"dynamic"`: d / max(d) per image, with max(d) written as a digit code
-            into the depth CLS token (METHOD §1.5) so metric scale is kept. Needs a family with a CLS token
+            into the depth CLS token (authors' datasets/transforms.py) so metric scale is kept. Needs a family with a CLS token
             (refused for SigLIP).
         depth_encoding (`str`, *optional*, defaults to `"pde"`):
             `"pde"` (sinusoidal, `pde_channels` channels) or `"normalized"`: the 1-channel (d - 5 m) / 5 m
             baseline kept for ablations.
+        pde_missing_depth_m (`float`, *optional*, defaults to 0.0):
+            The depth in metres a missing measurement (0) is encoded as by the PDE. 0 gives (sin, cos) = (0, 1) in every
+            pair; the authors' code writes 1e-6 m (`zero_eps` of their datasets/transforms.py), which converted
+            checkpoints keep. Valid depths (>= 0.05 m) never come near either code.
+        pde_float_order (`str`, *optional*, defaults to `"library"`):
+            The float32 arithmetic of the PDE angles. `"library"`: `2 pi * (d * (1 / d_max)) * T^(-2k/C)` with the
+            inverse periods rounded once from double precision. `"authors"`: `((d / d_max) * 2 pi) / T^(2k/C)` with the
+            periods as their float32 `temperature ** dim_t`. The two agree to float32 rounding, which the fastest
+            pairs (angles up to ~8000 rad) turn into differences up to 5e-4 in the encoding; converted checkpoints use
+            `"authors"`.
+        position_interpolation (`str`, *optional*, defaults to `"transformers"`):
+            How both streams resize their absolute position table to an input grid other than the table's own.
+            `"transformers"`: the RGB family's own embeddings (bicubic to `size=`), so the RGB stream equals the plain
+            transformers model (`Dinov2Model`) bit for bit. `"dinov2"`: upstream DINOv2's rule, which the authors'
+            encoder keeps (bicubic with `scale_factor=(side + 0.1) / M`, no antialiasing): the RGB stream then equals
+            the authors' RGB encoder rather than `Dinov2Model` (they differ by up to 9e-2 at 224 px; at the table's own
+            size, 518 px for DINOv2, both return the table unchanged). Only for families with a square absolute
+            position table (DINOv2 with or without registers); refused for DINOv3 (RoPE) and SigLIP.
         fusion_layers (`list[int]`, *optional*):
             0-based depth-ViT block indices after which RGB features are fused into the depth stream.
             Defaults to the blocks that close each quarter: [2, 5, 8, 11] for 12 blocks, [5, 11, 17, 23] for 24.
@@ -136,19 +196,37 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the truncated normal used for newly created weights (fusion blocks, heads).
         decoder_channels (`list[int]`, *optional*):
-            Pretraining U-Net decoder widths from coarse to fine (METHOD §2.5): [512, 256, 128, 64] for hidden >= 768,
+            Pretraining U-Net decoder widths from coarse to fine (the authors' smp U-Net widths): [512, 256, 128, 64] for hidden >= 768,
             [256, 128, 64, 32] below.
+        decoder_skips (`str`, *optional*, defaults to `"lateral"`):
+            How the pretraining U-Net decoder takes the 4 fusion-layer depth maps. `"lateral"`: a 1x1 projection of
+            each map to its block's width on the 14-px token grid, then the bilinear resize (this library's choice:
+            the same function class at a fraction of the cost). `"raw"`: the D-channel maps themselves, resized, as
+            the authors' U-Net (model/decoder.py fed by model/dino.py) takes them; at stride 2 a raw D-channel skip
+            costs more than the ViT itself.
+        depth_patch_embedding_init (`str`, *optional*, defaults to `"trunc_normal"`):
+            Initialisation of the depth ViT's patch-embedding weight, the one tensor of the depth stream that no RGB
+            checkpoint fits (C input channels). `"trunc_normal"`: truncated normal with std `initializer_range`
+            (0.02), this library's choice. `"pytorch_default"`: PyTorch's default for a fresh `nn.Conv2d`
+            (Kaiming-uniform with a=sqrt(5), std 1/sqrt(3 fan_in): about 0.007 for C=32 and 14-px patches; bias
+            uniform in +-1/sqrt(fan_in)), what the authors' code leaves in place (model/dino.py builds the depth ViT
+            and copies only the tensors that fit); its initial depth tokens are about 2.7x smaller beside the copied
+            position embeddings. Either way a bias copied from an RGB backbone replaces the initial one.
         decode_dist_weights (`list[float]`, *optional*, defaults to `[10.0, 1.0, 0.1, 0.01]`):
             Metres per channel of the 4-term "decode-dist" depth output of the pretraining (and completion) heads.
         loss_alpha / loss_variance_focus (`float`, *optional*, defaults to 10.0 / 0.85):
-            alpha and lambda of the balanced scale-invariant log loss (METHOD §2.6); the depth-completion head's SILog
+            alpha and lambda of the balanced scale-invariant log loss (authors' utils/loss.py); the depth-completion head's SILog
             term uses them too.
+        loss_pooling (`str`, *optional*, defaults to `"sample"`):
+            How the pretraining loss (`VanishingDepthLoss`) pools pixels for its scale-invariant terms: `"sample"`,
+            one term per image, averaged over the batch; `"batch"`, all pixels of the batch in one term, as the
+            authors' utils/loss.py does (it also sees scale differences between the images of a batch).
         freeze_encoder (`bool`, *optional*, defaults to `True`):
             Task heads only: keep the whole encoder frozen (`requires_grad=False`, eval mode even under `.train()`),
-            the paper's protocol (METHOD §3). `False` trains the depth stream and the fusion blocks with the head; the
+            the paper's frozen-encoder protocol. `False` trains the depth stream and the fusion blocks with the head; the
             RGB stream stays governed by `freeze_rgb_encoder`.
         segmentation_head (`str`, *optional*, defaults to `"linear"`):
-            `VanishingDepthForSemanticSegmentation` decoder: `"linear"` is the linear probe of METHOD §3.1 (batch norm
+            `VanishingDepthForSemanticSegmentation` decoder: `"linear"` is the linear probe (batch norm
             over the concatenated fusion-layer features, then a 1x1 conv; logits at stride 14); `"multiscale"` a small
             FPN decoder over the features resized to strides 4/8/16/32 (logits at stride 4).
         segmentation_decoder_hidden_size (`int`, *optional*, defaults to 256):
@@ -156,14 +234,15 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         semantic_loss_ignore_index (`int`, *optional*, defaults to 255):
             Label value the segmentation cross-entropy ignores (unlabelled and padded pixels).
         depth_decoder_hidden_size (`int`, *optional*, defaults to 128):
-            Channels of the DPT-style decoder of `VanishingDepthForDepthEstimation` (METHOD §5 #12: features 128).
+            Channels of the DPT-style decoder of `VanishingDepthForDepthEstimation` (features 128, as the authors' DPT head).
         depth_loss_silog_weight / depth_loss_l1_weight (`float`, *optional*, defaults to 1.0 / 1.0):
             Weights of the SILog and the L1 (metres) terms of the depth-completion loss.
         rgb_backbone_name_or_path (`str`, *optional*):
             Where the RGB weights came from (a Hub id, folder or file), recorded by `from_rgb_backbone` for model cards.
         out_features / out_indices (`list`, *optional*):
-            `AutoBackbone` outputs in transformers' stage numbering ("stem", "stage1", ... ; stage i = block i's
-            output). Default: the fusion layers, i.e. stages [3, 6, 9, 12] for 12 blocks.
+            `AutoBackbone` outputs in transformers' stage numbering ("stem", "stage1", ... ; stage i = the output of
+            0-based block i - 1, see `stage_index`). Default: the fusion layers, i.e. stages [3, 6, 9, 12] for 12
+            blocks (blocks [2, 5, 8, 11]). "stem" is refused: the embeddings are not fused.
         reshape_hidden_states (`bool`, *optional*, defaults to `True`):
             `VanishingDepthBackbone` only (the field of the same name in `Dinov2Config`). `True`: each feature map is
             `(B, 2D, H/14, W/14)`. `False`: each is the token sequence `(B, 1 + N, 2D)`: the CLS token first (RGB CLS
@@ -190,6 +269,9 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         max_depth: float = 15.0,
         depth_normalization: str = "global",
         depth_encoding: str = "pde",
+        pde_missing_depth_m: float = 0.0,
+        pde_float_order: str = "library",
+        position_interpolation: str = "transformers",
         fusion_layers: list[int] | None = None,
         se_reduction: int = 16,
         fuse_cls_token: bool = False,
@@ -199,9 +281,12 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         freeze_rgb_encoder: bool = True,
         initializer_range: float = 0.02,
         decoder_channels: list[int] | None = None,
+        decoder_skips: str = "lateral",
+        depth_patch_embedding_init: str = "trunc_normal",
         decode_dist_weights: list[float] | None = None,
         loss_alpha: float = 10.0,
         loss_variance_focus: float = 0.85,
+        loss_pooling: str = "sample",
         freeze_encoder: bool = True,
         segmentation_head: str = "linear",
         segmentation_decoder_hidden_size: int = 256,
@@ -222,6 +307,9 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         self.max_depth = max_depth
         self.depth_normalization = depth_normalization
         self.depth_encoding = depth_encoding
+        self.pde_missing_depth_m = pde_missing_depth_m
+        self.pde_float_order = pde_float_order
+        self.position_interpolation = position_interpolation
         self.fusion_layers = (
             list(fusion_layers)
             if fusion_layers is not None
@@ -237,11 +325,14 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         if decoder_channels is None:
             decoder_channels = [512, 256, 128, 64] if self.rgb_config.hidden_size >= 768 else [256, 128, 64, 32]
         self.decoder_channels = list(decoder_channels)
+        self.decoder_skips = decoder_skips
+        self.depth_patch_embedding_init = depth_patch_embedding_init
         self.decode_dist_weights = (
             list(decode_dist_weights) if decode_dist_weights is not None else [10.0, 1.0, 0.1, 0.01]
         )
         self.loss_alpha = loss_alpha
         self.loss_variance_focus = loss_variance_focus
+        self.loss_pooling = loss_pooling
         self.freeze_encoder = freeze_encoder
         self.segmentation_head = segmentation_head
         self.segmentation_decoder_hidden_size = segmentation_decoder_hidden_size
@@ -259,7 +350,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         self.validate_vanishing_depth()
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, self.num_hidden_layers + 1)]
         if out_features is None and out_indices is None:
-            out_indices = [layer + 1 for layer in self.fusion_layers]
+            out_indices = [stage_index(block) for block in self.fusion_layers]
         self.set_output_features_output_indices(out_features=out_features, out_indices=out_indices)
         self.validate_backbone_fields()
 
@@ -279,6 +370,16 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
     @property
     def num_register_tokens(self) -> int:
         return self.stream_adapter.num_register_tokens(self.rgb_config)
+
+    @property
+    def backbone_blocks(self) -> list[int]:
+        """`out_indices` as 0-based block indices (stage i -> block i - 1); a ValueError for the 'stem' stage."""
+        if any(stage == 0 for stage in self.out_indices or []):
+            raise ValueError(
+                f"`out_indices` names transformers' backbone stages (stage i = 0-based block i - 1); stage 0 ('stem', "
+                f"the embeddings) is not fused and cannot be returned, got out_indices={self.out_indices}."
+            )
+        return [block_index(stage) for stage in self.out_indices or []]
 
     @property
     def stream_adapter(self) -> VanishingDepthStreamAdapter:
@@ -336,6 +437,22 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
                 "`depth_normalization='dynamic'` only applies to `depth_encoding='pde'`; the normalized baseline "
                 "uses the fixed (d - 5 m) / 5 m."
             )
+        missing = self.pde_missing_depth_m
+        if isinstance(missing, bool) or not isinstance(missing, (int, float)) or not 0.0 <= missing < self.max_depth:
+            raise ValueError(
+                f"`pde_missing_depth_m` must be a depth in metres in [0, max_depth={self.max_depth}) (the code of a "
+                f"missing measurement, e.g. 1e-6 as the authors' code), got {missing!r}."
+            )
+        if self.pde_float_order not in PDE_FLOAT_ORDERS:
+            raise ValueError(f"`pde_float_order` must be one of {PDE_FLOAT_ORDERS}, got {self.pde_float_order!r}.")
+        supported = self.stream_adapter.position_interpolations
+        if self.position_interpolation not in POSITION_INTERPOLATIONS or self.position_interpolation not in supported:
+            raise ValueError(
+                f"`position_interpolation` must be one of {supported} for the {self.stream_adapter.family!r} family "
+                f"({self.rgb_config.model_type}), got {self.position_interpolation!r}."
+            )
+        if self.loss_pooling not in LOSS_POOLINGS:
+            raise ValueError(f"`loss_pooling` must be one of {LOSS_POOLINGS}, got {self.loss_pooling!r}.")
         if self.feature_source not in FEATURE_SOURCES:
             raise ValueError(f"`feature_source` must be one of {FEATURE_SOURCES}, got {self.feature_source!r}.")
         if not isinstance(self.se_reduction, int) or self.se_reduction < 1 or self.se_reduction > hidden:
@@ -345,6 +462,13 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         if len(self.decoder_channels) != 4 or any(not isinstance(c, int) or c < 1 for c in self.decoder_channels):
             raise ValueError(
                 f"`decoder_channels` must be 4 positive integers (coarse to fine), got {self.decoder_channels}."
+            )
+        if self.decoder_skips not in DECODER_SKIPS:
+            raise ValueError(f"`decoder_skips` must be one of {DECODER_SKIPS}, got {self.decoder_skips!r}.")
+        if self.depth_patch_embedding_init not in DEPTH_PATCH_EMBEDDING_INITS:
+            raise ValueError(
+                f"`depth_patch_embedding_init` must be one of {DEPTH_PATCH_EMBEDDING_INITS}, got "
+                f"{self.depth_patch_embedding_init!r}."
             )
         if not self.decode_dist_weights or any(w <= 0 for w in self.decode_dist_weights):
             raise ValueError(
@@ -425,4 +549,11 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             )
 
 
-__all__ = ["VIT_SHAPES", "VanishingDepthConfig", "default_fusion_layers"]
+__all__ = [
+    "VIT_SHAPES",
+    "VanishingDepthConfig",
+    "authors_fuse_cls_token",
+    "block_index",
+    "default_fusion_layers",
+    "stage_index",
+]

@@ -8,14 +8,18 @@ Layouts understood by `convert_dinov2_state_dict`:
 - ``"transformers_v4"``: ``attention.attention.query/key/value``, ``attention.output.dense``, ``mlp.weights_in/out``.
 - ``"transformers_v5"``: ``attention.q_proj/k_proj/v_proj/o_proj``, ``mlp.gate_proj/up_proj/down_proj``.
 
-All become transformers v5 `Dinov2Model` keys. Pickled files (``.pth``/``.bin``/``.pt``) are refused unless the caller
-opts in, because unpickling can run arbitrary code; even then they are read with ``weights_only=True``.
+All become transformers v5 `Dinov2Model` keys. Pickled files (``.pth``/``.pt``/``.bin``/``.ckpt``/``.plt``) are refused
+unless the caller opts in, because unpickling can run arbitrary code; even then they are read with
+``weights_only=True`` (tensors, containers and numbers only; NumPy scalars and arrays, which training logs inside
+checkpoints often hold, are allowed too).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -27,7 +31,18 @@ logger = logging.get_logger(__name__)
 
 # DINOv2 widths -> attention heads (S, B, L, g); head count cannot be read off the weights.
 DINOV2_HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1536: 24}
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+#: Pickled checkpoint suffixes (`torch.save` files); ``.plt`` is what the authors' code names its encoder files.
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".plt")
+#: Globals a weights-only load may additionally rebuild: NumPy scalars, arrays and dtypes (e.g. the logs inside the
+#: authors' main.py checkpoints). Reconstructing them runs no code beyond NumPy's own constructors.
+_NUMPY_GLOBALS = (
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+)
 _STRIP_PREFIXES = (
     "module.",
     "model.",
@@ -174,13 +189,55 @@ def dinov2_config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> Dinov2
     return Dinov2Config(**kwargs)
 
 
+def _resolve_global(name: str):
+    module, _, attribute = name.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _load_weights_only(path: Path):
+    """`torch.load(weights_only=True)`, also allowing NumPy scalars/arrays/dtypes; other globals raise naming the file."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refusal = error
+    except Exception as error:  # a truncated or foreign file fails anywhere inside the unpickler
+        raise ValueError(f"{path.name} is not a readable torch.save file: {type(error).__name__}: {error}") from error
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # legacy (non-zip) torch.save files cannot be listed
+        unsafe = []
+    refused = [name for name in unsafe if name not in _NUMPY_GLOBALS and not name.startswith("numpy.dtypes.")]
+    if refused or not unsafe:
+        raise ValueError(
+            f"{path.name} cannot be read as tensors only (torch.load(weights_only=True)): it pickles "
+            f"{refused or 'objects'} that a weights-only load refuses to rebuild. Where you trust the file, extract "
+            "its state dict yourself, e.g. torch.save(torch.load(path, weights_only=False)['state_dict'], "
+            "'encoder.pth'), and convert that."
+        ) from refusal
+    try:
+        allowed = [_resolve_global(name) for name in unsafe]
+    except (ImportError, AttributeError) as missing:
+        raise ValueError(f"{path.name} pickles {unsafe}, which this NumPy cannot rebuild: {missing}.") from refusal
+    # The dtype classes (numpy.dtypes.Float64DType, ...) a pickled dtype is rebuilt through are not listed above.
+    dtypes = importlib.import_module("numpy.dtypes")
+    allowed += [value for value in vars(dtypes).values() if isinstance(value, type) and "DType" in value.__name__]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Read a `.safetensors` file, or (with ``allow_pickle=True``) a pickled `.pth`/`.pt`/`.bin` with weights_only."""
+    """Read a `.safetensors` file, or (with ``allow_pickle=True``) a pickled `.pth`/`.pt`/`.bin`/`.ckpt`/`.plt` with
+    weights_only. A ``state_dict`` / ``model`` / ``teacher`` entry of a pickled dict is unwrapped (a training
+    checkpoint ``{'state_dict', 'optimizer', ...}`` gives its state dict). Every error names the file."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise ValueError(f"{path.name} is not a readable safetensors file: {error}") from error
     if path.suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise ValueError(
@@ -188,13 +245,14 @@ def read_state_dict(path: str | os.PathLike, allow_pickle: bool = False) -> dict
                 "pass allow_pickle=True (--allow-pickle on the CLI) if you trust its source; it is then read with "
                 "torch.load(weights_only=True)."
             )
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = _load_weights_only(path)
         for key in ("state_dict", "model", "teacher"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
         return state
     raise ValueError(
-        f"Unknown checkpoint file type {path.suffix!r} for {path}; expected .safetensors or .pth/.pt/.bin."
+        f"Unknown checkpoint file type {path.suffix!r} for {path.name}; expected .safetensors or "
+        f"{'/'.join(PICKLE_SUFFIXES)} (pickles, with allow_pickle=True)."
     )
 
 

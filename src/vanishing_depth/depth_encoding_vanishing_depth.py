@@ -9,15 +9,21 @@ it), and self-contained for remote code: it needs torch and the config's constan
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 
 from .configuration_vanishing_depth import NORMALIZED_DEPTH_MEAN_M, NORMALIZED_DEPTH_STD_M
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Positional depth encoding
+# ----------------------------------------------------------------------------------------------------------------------
+#: `pde_float_order` values (the float32 arithmetic of the angles).
+PDE_FLOAT_ORDERS = ("library", "authors")
+#: The depth in metres the authors' code writes for a missing measurement (`zero_eps` of datasets/transforms.py).
+AUTHORS_MISSING_DEPTH_M = 1e-6
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Positional depth encoding (METHOD §1.2)
-# ----------------------------------------------------------------------------------------------------------------------
+
 def pde_inverse_periods(channels: int, temperature: float) -> torch.Tensor:
     """1 / tau_k = T^(-2k/C) for the C/2 sin/cos pairs, float32 (C/2,). Pair 0 is the slowest (one cycle over d_max).
 
@@ -28,6 +34,23 @@ def pde_inverse_periods(channels: int, temperature: float) -> torch.Tensor:
     )
 
 
+def pde_authors_periods(channels: int, temperature: float) -> torch.Tensor:
+    """tau_k = T^(2k/C) as the authors' `DepthPositionalEncoding` holds them: float32 `T ** e` with the exponent
+    ``e = 2 * (i // 2) / C`` formed in float32, one value per sin/cos pair (C/2,).
+
+    Written out as the correctly rounded float32 power of the float32 base and exponent (Python double precision,
+    rounded once): the same constants in eager, compiled and exported graphs, and equal to torch's float32 `pow` on
+    CPU for the official C = 32, T = 3e-4."""
+    base = _to_float32(float(temperature))
+    exponents = [_to_float32(2.0 * k / channels) for k in range(channels // 2)]  # float32(2 * (i // 2) / C), i = 2k
+    return torch.tensor([base**exponent for exponent in exponents], dtype=torch.float32)
+
+
+def _to_float32(value: float) -> float:
+    """`value` rounded to the nearest float32 (pure Python: no tensor op, so nothing is traced when exporting)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
 def positional_depth_encoding(
     depth_m: torch.Tensor,
     channels: int = 32,
@@ -35,6 +58,8 @@ def positional_depth_encoding(
     max_depth: float = 15.0,
     normalization: str = "global",
     channels_last: bool = False,
+    missing_depth_m: float = 0.0,
+    float_order: str = "library",
 ) -> torch.Tensor:
     """Sinusoidal positional depth encoding (PDE, "SDP" in the paper's v2).
 
@@ -43,8 +68,9 @@ def positional_depth_encoding(
     geometrically from 15 m (pair 0) down to 7.5 mm (pair 15).
 
     Always computed in float32, also under bf16/fp16 autocast (sin/cos of large arguments lose millimetres in half
-    precision). Missing depth (0) encodes as (sin, cos) = (0, 1) in every pair: the official code's epsilon of 1e-6 m
-    gives the same code to within 1e-3, and valid depths are >= 0.05 m, so the code never collides with a measurement.
+    precision). Missing depth (0) is encoded as if it measured `missing_depth_m`: with the default 0 that is
+    (sin, cos) = (0, 1) in every pair; the authors' code writes 1e-6 m, whose code differs from it by up to 8e-4 in
+    the fastest pairs. Valid depths are >= 0.05 m, so neither code collides with a measurement.
 
     Args:
         depth_m: `(B, 1, H, W)` depth in metres, 0 = missing.
@@ -53,6 +79,12 @@ def positional_depth_encoding(
         max_depth: d_max in metres for ``normalization="global"``.
         normalization: ``"global"`` (d / max_depth) or ``"dynamic"`` (d / max(d) per image).
         channels_last: return `(B, H, W, C)` instead of `(B, C, H, W)`.
+        missing_depth_m: the depth in metres a missing pixel (0) is encoded as (the authors: 1e-6). In dynamic mode
+            it also takes part in max(d), as in the authors' code (it only matters for an all-missing map).
+        float_order: ``"library"``: angles ``2 pi * (d * (1 / d_max)) * (1 / tau_k)`` with the inverse periods of
+            `pde_inverse_periods`. ``"authors"``: ``((d / d_max) * 2 pi) / tau_k`` with the periods of
+            `pde_authors_periods`, the float32 order of the authors' datasets/transforms.py. Equal to float32
+            rounding; the fastest pairs turn that rounding into up to 5e-4 in the encoding.
 
     Returns:
         `(B, C, H, W)` float32 (or `(B, H, W, C)` with ``channels_last``).
@@ -63,26 +95,38 @@ def positional_depth_encoding(
         raise ValueError(f"`channels` must be an even integer >= 2, got {channels}.")
     if normalization not in ("global", "dynamic"):
         raise ValueError(f"`normalization` must be 'global' or 'dynamic', got {normalization!r}.")
+    if float_order not in PDE_FLOAT_ORDERS:
+        raise ValueError(f"`float_order` must be one of {PDE_FLOAT_ORDERS}, got {float_order!r}.")
+    if not 0.0 <= float(missing_depth_m) < float(max_depth):
+        raise ValueError(
+            f"`missing_depth_m` must be a depth in metres in [0, max_depth={max_depth}), got {missing_depth_m!r}."
+        )
     depth = depth_m.float()
+    if missing_depth_m:
+        depth = torch.where(depth == 0, torch.full_like(depth, float(missing_depth_m)), depth)
     if normalization == "global":
-        normalized = depth * (1.0 / float(max_depth))
+        normalized = depth / float(max_depth) if float_order == "authors" else depth * (1.0 / float(max_depth))
     else:
         per_image_max = depth.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
         normalized = depth / per_image_max
-    inverse_periods = pde_inverse_periods(channels, temperature).to(depth.device)
-    # (B, H, W, 1) * (C/2,) -> (B, H, W, C/2): angles, in float32 whatever autocast says.
-    angles = (2.0 * math.pi) * normalized.permute(0, 2, 3, 1) * inverse_periods
+    # (B, H, W, 1) with (C/2,) -> (B, H, W, C/2): angles, in float32 whatever autocast says.
+    normalized = normalized.permute(0, 2, 3, 1)
+    if float_order == "authors":
+        angles = (normalized * (2.0 * math.pi)) / pde_authors_periods(channels, temperature).to(depth.device)
+    else:
+        angles = (2.0 * math.pi) * normalized * pde_inverse_periods(channels, temperature).to(depth.device)
     encoding = torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)  # interleave sin/cos
     return encoding if channels_last else encoding.permute(0, 3, 1, 2)
 
 
 def normalized_depth_encoding(depth_m: torch.Tensor) -> torch.Tensor:
-    """The 1-channel baseline of METHOD §1.2, (d - 5 m) / 5 m, float32 `(B, 1, H, W)`; kept for ablations."""
+    """The 1-channel baseline the paper compares the PDE against, (d - 5 m) / 5 m, float32 `(B, 1, H, W)`; kept for
+    ablations."""
     return (depth_m.float() - NORMALIZED_DEPTH_MEAN_M) / NORMALIZED_DEPTH_STD_M
 
 
 def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.Tensor:
-    """The dynamic-mode digit code of max(d) for the depth CLS token (METHOD §1.5).
+    """The dynamic-mode digit code of max(d) for the depth CLS token (the authors' datasets/transforms.py).
 
     max(d) is written with 6 decimals; digit v becomes 0.1 + v/10 (0 -> 0.1, 9 -> 1.0), positions without a digit stay
     0. The code sits in the last third of the vector: the integer digits (at most 3: < 1000 m) just left of the bin
@@ -115,4 +159,12 @@ def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.T
     return code
 
 
-__all__ = ["depth_scale_cls_code", "normalized_depth_encoding", "pde_inverse_periods", "positional_depth_encoding"]
+__all__ = [
+    "AUTHORS_MISSING_DEPTH_M",
+    "PDE_FLOAT_ORDERS",
+    "depth_scale_cls_code",
+    "normalized_depth_encoding",
+    "pde_authors_periods",
+    "pde_inverse_periods",
+    "positional_depth_encoding",
+]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
-from .depth_encoding_vanishing_depth import positional_depth_encoding
+from .depth_encoding_vanishing_depth import PDE_FLOAT_ORDERS, positional_depth_encoding
 
 logger = logging.get_logger(__name__)
 
@@ -69,11 +69,14 @@ def depth_to_metres(
     *,
     scale_applies_to_float: bool = False,
     max_depth_m: float | None = None,
+    name: str | None = None,
 ) -> np.ndarray:
-    """One depth map as float32 metres (H, W), 0 = missing.
+    """One depth map as float32 metres (H, W), 0 = missing: the unit checks every depth map of the package goes
+    through (`vanishing_depth.data.depth_io` builds its file formats and row decoding on this function).
 
-    Float input is metres. Integer sensor maps need `depth_scale` (metres per unit, e.g. 0.001 for mm PNGs); 8-bit maps
-    are refused (they are visualisations, not measurements). NaN and inf become 0 with a warning; negative values raise.
+    Float input is metres. Integer sensor maps need `depth_scale` (metres per unit, e.g. 0.001 for mm PNGs; the product
+    is taken in float64 and rounded once to float32); 8-bit maps are refused (they are visualisations, not
+    measurements). NaN and inf become 0 with a `RuntimeWarning`; negative values raise.
 
     Args:
         depth: NumPy / torch / PIL (mode ``I;16``, ``I`` or ``F``) map of shape (H, W) or (1, H, W).
@@ -84,7 +87,9 @@ def depth_to_metres(
             (False here) is simply not applied to float maps.
         max_depth_m: the far limit in metres; a map whose median valid depth exceeds it `UNIT_MISMATCH_FACTOR` times
             is refused as a probable unit mix-up (millimetres passed as metres). None skips the check.
+        name: how messages name the map (default ``depth[index]``), e.g. ``"row 3 column 'depth'"``.
     """
+    label = name if name is not None else f"`depth[{index}]`"
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is a dependency
@@ -92,11 +97,11 @@ def depth_to_metres(
     if Image is not None and isinstance(depth, Image.Image):
         if depth.mode in ("L", "P", "1", "LA", "PA"):
             raise ValueError(
-                f"`depth[{index}]` is an 8-bit image (mode {depth.mode}): depth needs 16 or 32 bits; this looks like a "
+                f"{label} is an 8-bit image (mode {depth.mode}): depth needs 16 or 32 bits; this looks like a "
                 "visualisation. Load the sensor's 16-bit PNG or float map instead."
             )
         if depth.mode in ("RGB", "RGBA"):
-            raise ValueError(f"`depth[{index}]` is a colour image (mode {depth.mode}); depth must be single-channel.")
+            raise ValueError(f"{label} is a colour image (mode {depth.mode}); depth must be single-channel.")
         depth = np.asarray(depth)
         if depth.dtype.byteorder == ">":
             depth = depth.astype(depth.dtype.newbyteorder("="))
@@ -106,44 +111,46 @@ def depth_to_metres(
     if depth.ndim == 3 and 1 in (depth.shape[0], depth.shape[-1]):
         depth = depth.reshape(depth.shape[1:] if depth.shape[0] == 1 else depth.shape[:-1])
     if depth.ndim != 2:
-        raise ValueError(f"`depth[{index}]` must be a single-channel map (H, W) or (1, H, W), got shape {depth.shape}.")
+        raise ValueError(f"{label} must be a single-channel map (H, W) or (1, H, W), got shape {depth.shape}.")
     if depth.size == 0:
-        raise ValueError(f"`depth[{index}]` is empty (shape {depth.shape}); expected an (H, W) map with H, W >= 1.")
+        raise ValueError(f"{label} is empty (shape {depth.shape}); expected an (H, W) map with H, W >= 1.")
     if depth.dtype == np.uint8 or depth.dtype == bool:
         raise ValueError(
-            f"`depth[{index}]` is 8-bit: depth needs 16 or 32 bits; this looks like a visualisation, not a measurement."
+            f"{label} is 8-bit: depth needs 16 or 32 bits; this looks like a visualisation, not a measurement."
         )
     if np.issubdtype(depth.dtype, np.integer):
         if depth_scale is None:
             raise ValueError(
-                f"`depth[{index}]` holds integer sensor units ({depth.dtype}); pass `depth_scale` in metres per unit "
+                f"{label} holds integer sensor units ({depth.dtype}); pass `depth_scale` in metres per unit "
                 "(0.001 for millimetre PNGs, 1/256 for KITTI, 1/5000 for TUM) or convert to float metres first."
             )
-        depth = depth.astype(np.float32) * np.float32(depth_scale)
+        depth = (depth.astype(np.float64) * float(depth_scale)).astype(np.float32)
     elif np.issubdtype(depth.dtype, np.floating):
         if depth_scale is not None and scale_applies_to_float:
             raise ValueError(
-                f"`depth_scale` ({depth_scale} m per unit) applies to integer sensor maps only, but `depth[{index}]` is "
+                f"`depth_scale` ({depth_scale} m per unit) applies to integer sensor maps only, but {label} is "
                 f"{depth.dtype}: float depth is taken as metres. Drop `depth_scale`, or pass the raw integer map "
                 "(e.g. the uint16 millimetre PNG) with it."
             )
         depth = depth.astype(np.float32)
     else:
-        raise ValueError(f"`depth[{index}]` must be a float (metres) or integer (sensor units) map, got {depth.dtype}.")
+        raise ValueError(f"{label} must be a float (metres) or integer (sensor units) map, got {depth.dtype}.")
     non_finite = ~np.isfinite(depth)
     if non_finite.any():
-        warnings.warn(f"`depth[{index}]`: {int(non_finite.sum())} NaN/inf values treated as missing (0).", stacklevel=3)
+        warnings.warn(
+            f"{label}: {int(non_finite.sum())} NaN/inf values treated as missing (0).", RuntimeWarning, stacklevel=3
+        )
         depth = np.where(non_finite, 0.0, depth).astype(np.float32)
     if (depth < 0).any():
         raise ValueError(
-            f"`depth[{index}]` has {int((depth < 0).sum())} negative values; depth is metres >= 0 with 0 = missing."
+            f"{label} has {int((depth < 0).sum())} negative values; depth is metres >= 0 with 0 = missing."
         )
     if max_depth_m is not None:
         valid = depth[depth > 0]
         median = float(np.median(valid)) if valid.size else 0.0
         if median > UNIT_MISMATCH_FACTOR * float(max_depth_m):
             raise ValueError(
-                f"`depth[{index}]`: the median valid depth is {median:.4g} m, more than {UNIT_MISMATCH_FACTOR:g} times "
+                f"{label}: the median valid depth is {median:.4g} m, more than {UNIT_MISMATCH_FACTOR:g} times "
                 f"the far limit of {float(max_depth_m):g} m. This is almost certainly depth in millimetres (or another "
                 "sensor unit) passed as float metres. Pass metres (e.g. `depth_mm / 1000.0`), or the raw integer map "
                 "with `depth_scale=0.001` (or `load_depth(path, format='mm')`). If the scene really is this far, use "
@@ -183,6 +190,11 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         do_depth_encoding (`bool`, defaults to `False`): return the PDE channels (`depth_encoding`, `(B, C, H, W)`,
             the official pipeline's layout) instead of metres (`depth_values`, `(B, 1, H, W)`).
         pde_channels / pde_temperature / pde_max_depth: PDE settings for `do_depth_encoding` (match the model config).
+        pde_normalization (`str`, defaults to `"global"`): the model's `depth_normalization`. With `"dynamic"` the PDE
+            is normalised by each map's maximum and the batch also holds `depth_scale_m` `(B,)`, that maximum in
+            metres, which the model writes into the depth CLS token.
+        pde_missing_depth_m / pde_float_order: the model's `pde_missing_depth_m` and `pde_float_order` (the code of
+            a missing pixel, and the float32 arithmetic of the angles; see `positional_depth_encoding`).
         do_reduce_labels (`bool`, defaults to `False`): segmentation label 0 -> 255 (ignored), others shifted down by 1.
         ignore_index (`int`, defaults to 255): label of padded and ignored segmentation pixels.
     """
@@ -208,6 +220,9 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         pde_channels: int = 32,
         pde_temperature: float = 3e-4,
         pde_max_depth: float = 15.0,
+        pde_normalization: str = "global",
+        pde_missing_depth_m: float = 0.0,
+        pde_float_order: str = "library",
         do_reduce_labels: bool = False,
         ignore_index: int = 255,
         **kwargs,
@@ -230,6 +245,9 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         self.pde_channels = pde_channels
         self.pde_temperature = pde_temperature
         self.pde_max_depth = pde_max_depth
+        self.pde_normalization = pde_normalization
+        self.pde_missing_depth_m = pde_missing_depth_m
+        self.pde_float_order = pde_float_order
         self.do_reduce_labels = do_reduce_labels
         self.ignore_index = ignore_index
         self._validate_settings()
@@ -246,6 +264,9 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             pde_channels=config.pde_channels,
             pde_temperature=config.pde_temperature,
             pde_max_depth=config.max_depth,
+            pde_normalization=config.depth_normalization,
+            pde_missing_depth_m=config.pde_missing_depth_m,
+            pde_float_order=config.pde_float_order,
             max_valid_depth=kwargs.pop("max_valid_depth", config.max_depth),
             **kwargs,
         )
@@ -261,6 +282,15 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             raise ValueError(f"`resample` must be 'bicubic' or 'bilinear' for RGB, got {self.resample!r}.")
         if self.depth_scale is not None and not self.depth_scale > 0:
             raise ValueError(f"`depth_scale` must be a positive number of metres per unit, got {self.depth_scale!r}.")
+        if self.pde_normalization not in ("global", "dynamic"):
+            raise ValueError(f"`pde_normalization` must be 'global' or 'dynamic', got {self.pde_normalization!r}.")
+        if self.pde_float_order not in PDE_FLOAT_ORDERS:
+            raise ValueError(f"`pde_float_order` must be one of {PDE_FLOAT_ORDERS}, got {self.pde_float_order!r}.")
+        if not 0.0 <= float(self.pde_missing_depth_m) < float(self.pde_max_depth):
+            raise ValueError(
+                f"`pde_missing_depth_m` must be a depth in metres in [0, pde_max_depth={self.pde_max_depth}), got "
+                f"{self.pde_missing_depth_m!r}."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     def _target_size(self, height: int, width: int) -> tuple[int, int]:
@@ -372,7 +402,8 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
 
         Returns:
             `BatchFeature` with `pixel_values` `(B, 3, H, W)`, `depth_values` `(B, 1, H, W)` metres (or
-            `depth_encoding` `(B, C, H, W)`, or both inside `pixel_values` with `return_rgbd_pixel_values`), `labels`
+            `depth_encoding` `(B, C, H, W)`, or both inside `pixel_values` with `return_rgbd_pixel_values`; an encoded
+            batch with `pde_normalization="dynamic"` also holds `depth_scale_m` `(B,)` in metres), `labels`
             `(B, H, W)` int64 if segmentation maps were given, and `resized_sizes` `(B, 2)`: the (height, width) of
             the content before padding, for post-processing (the models accept and ignore it, so
             `model(**processor(...))` works).
@@ -458,8 +489,16 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         }
         depth_batch = torch.stack([pad(d, 0.0) for d in depth_values])[:, None]  # padding = missing depth
         if encode:
+            if self.pde_normalization == "dynamic":  # the per-image maximum the encoding is normalised by
+                batch["depth_scale_m"] = depth_batch.amax(dim=(1, 2, 3))
             depth_key, depth_batch = "depth_encoding", positional_depth_encoding(
-                depth_batch, channels=self.pde_channels, temperature=self.pde_temperature, max_depth=self.pde_max_depth
+                depth_batch,
+                channels=self.pde_channels,
+                temperature=self.pde_temperature,
+                max_depth=self.pde_max_depth,
+                normalization=self.pde_normalization,
+                missing_depth_m=self.pde_missing_depth_m,
+                float_order=self.pde_float_order,
             )
         else:
             depth_key = "depth_values"

@@ -3,8 +3,9 @@
 Everything here works on metric depth in metres, with 0 meaning "no measurement".
 
 * [`scale_invariant_log_loss`]: the BTS/AdaBins form of Eigen's scale-invariant log loss
-  (METHOD §2.6, Appendix A), `alpha * sqrt(mean(g^2) - lambda * mean(g)^2)` with `g = log p - log d`.
-* [`VanishingDepthLoss`]: the balanced multi-scale pretraining loss (METHOD §2.6): at every scale, half
+  (the paper's appendix, the authors' utils/loss.py), `alpha * sqrt(mean(g^2) - lambda * mean(g)^2)` with
+  `g = log p - log d`.
+* [`VanishingDepthLoss`]: the balanced multi-scale pretraining loss (the authors' utils/loss.py): at every scale, half
   "predict the removed pixels", half "reconstruct the visible pixels", averaged over the scales.
 * [`masked_silog_l1_loss`]: SILog plus a masked L1 in metres, for `VanishingDepthForDepthEstimation`.
 """
@@ -29,7 +30,7 @@ __all__ = [
     "scale_invariant_log_loss",
 ]
 
-# METHOD §2.6: pixels whose target OR prediction is below 1 mm are left out of the log loss.
+# As the authors' utils/loss.py (`min_depth`): pixels whose target OR prediction is below 1 mm are left out.
 MIN_LOSS_DEPTH_M = 1e-3
 
 
@@ -128,7 +129,7 @@ def scale_invariant_log_loss(
     """Scale-invariant log loss `SI(P) = alpha * sqrt(mean_P(g^2) - variance_focus * (mean_P g)^2)`.
 
     `g = log(pred) - log(target)` over the pixel set `P` = `valid_mask` and `target >= 1e-3 m` and
-    `pred >= 1e-3 m` (METHOD §2.6). This is the BTS/AdaBins "SILog" with `variance_focus` = 0.85.
+    `pred >= 1e-3 m`. This is the BTS/AdaBins "SILog" with `variance_focus` = 0.85.
 
     The pixel set, and hence the loss, is taken **per sample**, then averaged over the samples that have at least
     one pixel. Per sample because the `(mean g)^2` term removes one global log-scale per image: pooling a batch
@@ -139,8 +140,8 @@ def scale_invariant_log_loss(
         pred_m: predicted depth in metres, (B, H, W) or (B, 1, H, W).
         target_m: target depth in metres, same shape; 0 = no measurement.
         valid_mask: optional bool mask of the same shape; pixels where it is False are left out.
-        alpha: overall scale, 10 in METHOD §2.6.
-        variance_focus: lambda, 0.85 in METHOD §2.6 (1 is fully scale-invariant).
+        alpha: overall scale, 10 in the paper.
+        variance_focus: lambda, 0.85 in the paper (1 is fully scale-invariant).
         reduction: `"mean"` for a scalar, `"none"` for per-sample values.
         eps: below this the sqrt argument passes no gradient (d sqrt/dx is infinite at 0); the value stays exact.
 
@@ -168,8 +169,9 @@ class VanishingDepthLossOutput:
     Args:
         loss: scalar tensor to back-propagate; 0 (attached to the graph) when no scale has a pixel.
         per_scale: (S,) detached `L_s`, NaN where the scale had no pixel at all.
-        removed: (S,) detached `SI(removed)` averaged over the samples that had removed pixels, NaN if none.
-        visible: (S,) detached `SI(visible)` averaged over the samples that had visible pixels, NaN if none.
+        removed: (S,) detached `SI(removed)` averaged over the samples that had removed pixels (with
+            ``pooling="batch"``: of the batch's pooled removed pixels), NaN if none.
+        visible: (S,) detached `SI(visible)`, the same for the visible pixels.
         scale_has_pixels: (S,) bool, whether the scale contributed to `loss`.
     """
 
@@ -198,30 +200,45 @@ class VanishingDepthLossOutput:
 
 
 class VanishingDepthLoss(nn.Module):
-    """Balanced multi-scale scale-invariant log loss of Vanishing Depth pretraining (METHOD §2.6).
+    """Balanced multi-scale scale-invariant log loss of Vanishing Depth pretraining (the authors' utils/loss.py).
 
-    Per scale `s` and per sample: `L_s = 1/2 [SI(removed) + SI(visible)]`, where "removed" are the pixels that
-    the input masking took away (`removed_masks[s]` True) and "visible" the others; invalid targets (< 1 mm,
-    including 0 = no measurement) and predictions < 1 mm are left out of both sets. If one set of a sample is
-    empty, that sample uses the other; if both are empty the sample is left out of the scale's mean. A scale
-    with no sample left contributes nothing: the total is the weighted mean of `L_s` over the scales that have
-    pixels, `sum_s w_s L_s / sum_s w_s` (all `w_s` = 1 by default, i.e. METHOD's `1/4 sum_s L_s` for 4 scales).
-    If no scale has a pixel the loss is 0, still attached to the graph, so `backward()` runs and gives zero
-    gradients instead of NaN.
+    Per scale `s`: `L_s = 1/2 [SI(removed) + SI(visible)]`, where "removed" are the pixels that the input masking
+    took away (`removed_masks[s]` True) and "visible" the others; invalid targets (< 1 mm, including 0 = no
+    measurement) and predictions < 1 mm are left out of both sets. If one set is empty, the other is used alone.
+    A scale with no pixel contributes nothing: the total is the weighted mean of `L_s` over the scales that have
+    pixels, `sum_s w_s L_s / sum_s w_s` (all `w_s` = 1 by default: `1/4 sum_s L_s` for 4 scales). If no scale has
+    a pixel the loss is 0, still attached to the graph, so `backward()` runs and gives zero gradients instead of NaN.
 
-    SI is computed per sample and averaged over samples (see [`scale_invariant_log_loss`] for why).
+    `pooling` decides what one SI term covers:
+
+    * ``"sample"`` (default): `L_s` per sample, as above, then the mean over the samples that have a pixel
+      (see [`scale_invariant_log_loss`]). Batching does not change any sample's loss.
+    * ``"batch"``: the pixels of the whole batch form one removed set and one visible set, `L_s` is computed once
+      per scale: the authors' `VanishingDepthLoss.lossv2` (equal to it to float rounding). The `(mean g)^2` term then
+      removes one log-scale for the batch, not one per image, so a prediction whose metric scale is wrong for some
+      images of the batch and right for others is penalised, which the per-sample form cannot see.
 
     Args:
         alpha: SI scale, 10.
         variance_focus: lambda, 0.85.
-        scale_weights: optional per-scale weights `w_s` (METHOD's `lw`, off by default); their number must match
-            the number of scales passed to `forward`.
+        scale_weights: optional per-scale weights `w_s` (the authors' `lw`, off by default); their number must match
+            the number of scales passed to `forward`. (The authors divide the weighted sum by the number of scales,
+            not by the sum of the weights: equal when the weights are all 1.)
+        pooling: ``"sample"`` or ``"batch"``, see above.
     """
 
+    POOLINGS = ("sample", "batch")
+
     def __init__(
-        self, alpha: float = 10.0, variance_focus: float = 0.85, scale_weights: Sequence[float] | None = None
+        self,
+        alpha: float = 10.0,
+        variance_focus: float = 0.85,
+        scale_weights: Sequence[float] | None = None,
+        pooling: str = "sample",
     ) -> None:
         super().__init__()
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"`pooling` must be one of {self.POOLINGS}, got {pooling!r}.")
         if alpha <= 0:
             raise ValueError(f"`alpha` must be > 0, got {alpha}.")
         if not 0.0 <= variance_focus <= 1.0:
@@ -236,9 +253,13 @@ class VanishingDepthLoss(nn.Module):
         self.alpha = alpha
         self.variance_focus = variance_focus
         self.scale_weights = scale_weights
+        self.pooling = pooling
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, variance_focus={self.variance_focus}, scale_weights={self.scale_weights}"
+        return (
+            f"alpha={self.alpha}, variance_focus={self.variance_focus}, scale_weights={self.scale_weights}, "
+            f"pooling={self.pooling!r}"
+        )
 
     def forward(
         self,
@@ -280,6 +301,8 @@ class VanishingDepthLoss(nn.Module):
             pred, target, removed = _check_loss_args(
                 predicted_depths[s], target_depths[s], removed_masks[s], f"VanishingDepthLoss scale {s}"
             )
+            if self.pooling == "batch":  # the whole batch as one sample: (B, H, W) -> (1, B * H, W)
+                pred, target, removed = (x.reshape(1, -1, x.shape[-1]) for x in (pred, target, removed))
             si_removed, has_removed = _per_sample_silog(
                 pred, target, removed, self.alpha, self.variance_focus, eps=1e-12
             )

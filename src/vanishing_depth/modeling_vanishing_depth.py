@@ -39,7 +39,7 @@ from .depth_encoding_vanishing_depth import (
     positional_depth_encoding,
 )
 from .loss_vanishing_depth import VanishingDepthLoss, masked_silog_l1_loss
-from .streams_vanishing_depth import all_block_layer_names, bicubic_position_grid, stream_adapter
+from .streams_vanishing_depth import VanishingDepthStreamAdapter, all_block_layer_names
 
 logger = logging.get_logger(__name__)
 
@@ -59,10 +59,11 @@ class VanishingDepthPatchProjection(nn.Conv2d):
         batch, channels, height, width = pixel_values.shape
         patch_h, patch_w = self.kernel_size
         grid_h, grid_w = height // patch_h, width // patch_w
-        # (B, C, gh, ph, gw, pw) -> (B, gh, gw, C, ph, pw): one row per patch, ordered like the conv weight.
-        patches = pixel_values.reshape(batch, channels, grid_h, patch_h, grid_w, patch_w)
-        patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(batch * grid_h * grid_w, channels * patch_h * patch_w)
-        weight = self.weight.reshape(self.out_channels, -1)
+        # One row per patch in (ph, pw, C) order, read from the channels-last view of the input: the PDE is computed
+        # channels-last, so (B, H, W, C) is contiguous and this is the only copy. The weight is permuted to match.
+        patches = pixel_values.permute(0, 2, 3, 1).reshape(batch, grid_h, patch_h, grid_w, patch_w, channels)
+        patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(batch * grid_h * grid_w, patch_h * patch_w * channels)
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
         patches = patches.to(weight.dtype)
         tokens = torch.addmm(self.bias, patches, weight.t()) if self.bias is not None else patches @ weight.t()
         # Back to the conv layout (B, D, gh, gw) as a view; DINOv2 flattens and transposes it without a copy.
@@ -70,7 +71,7 @@ class VanishingDepthPatchProjection(nn.Conv2d):
 
 
 class VanishingDepthSqueezeExcitation(nn.Module):
-    """Per-token channel gate: t * sigmoid(W2 relu(W1 t)) (ESANet SE on a 1x1 map, METHOD §1.6)."""
+    """Per-token channel gate: t * sigmoid(W2 relu(W1 t)) (ESANet's SE on a 1x1 map, as the authors' model/fusion.py applies it per token)."""
 
     def __init__(self, hidden_size: int, reduction: int) -> None:
         super().__init__()
@@ -95,11 +96,13 @@ class VanishingDepthFusion(nn.Module):
         self.skip_tokens = 0 if fuse_cls_token else num_prefix_tokens
 
     def forward(self, depth_tokens: torch.Tensor, rgb_tokens: torch.Tensor) -> torch.Tensor:
+        # Gate every token, then put the skipped prefix tokens back: cheaper than slicing both inputs and
+        # concatenating (three full-size copies per fusion); the P prefix rows gated in vain are 1/(P + N) of the work.
+        fused = self.se_depth(depth_tokens) + self.se_rgb(rgb_tokens.to(depth_tokens.dtype))
         skip = self.skip_tokens
-        fused = self.se_depth(depth_tokens[:, skip:]) + self.se_rgb(rgb_tokens[:, skip:].to(depth_tokens.dtype))
-        if skip == 0:
-            return fused
-        return torch.cat((depth_tokens[:, :skip], fused), dim=1)
+        if skip:
+            fused[:, :skip] = depth_tokens[:, :skip]
+        return fused
 
     @torch.no_grad()
     def depth_share(self, depth_tokens: torch.Tensor, rgb_tokens: torch.Tensor) -> torch.Tensor:
@@ -138,7 +141,7 @@ _INITIAL_DEPTH_M = 2.5
 
 
 class VanishingDepthDecodeDistOutput(nn.Conv2d):
-    """conv3x3 -> K terms -> ReLU -> soft floor -> weighted sum with `weights_m` metres (METHOD §2.5 "decode-dist").
+    """conv3x3 -> K terms -> ReLU -> soft floor -> weighted sum with `weights_m` metres (the authors' "decode-dist" depth head, model/).
 
     A conv subclass so that `_init_weights` sees its parameters directly (it sets the initial bias). The unit weights
     are a plain tuple turned into a tensor in `forward`, not a non-persistent buffer: `from_pretrained` materialises
@@ -411,7 +414,7 @@ def _check_inputs(
             )
             raise ValueError(
                 f"{depth_name} must be float metres (0 = missing), got dtype {depth_values.dtype}: {hint}. "
-                "Use VanishingDepthImageProcessor(depth_scale=...) or vanishing_depth.processing.load_depth."
+                "Use VanishingDepthImageProcessor(depth_scale=...) or vanishing_depth.data.load_depth."
             )
         if depth_values.shape[0] != pixel_values.shape[0] or depth_values.shape[-2:] != pixel_values.shape[-2:]:
             raise ValueError(
@@ -420,8 +423,10 @@ def _check_inputs(
                 "(VanishingDepthImageProcessor does this)."
             )
         if not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
-            invalid = ~torch.isfinite(depth_values) | (depth_values < 0)
-            if bool(invalid.any()):
+            # One pass and one host sync: min/max propagate NaN, +inf shows in the max, negatives in the min.
+            lowest, highest = torch.aminmax(depth_values)
+            if not bool((lowest >= 0) & torch.isfinite(highest)):
+                invalid = ~torch.isfinite(depth_values) | (depth_values < 0)
                 raise ValueError(
                     f"{depth_name} must be finite and >= 0 metres (0 = missing); got {int(invalid.sum())} negative, "
                     "NaN or infinite values. Set missing measurements to 0."
@@ -490,8 +495,24 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             for _ in config.fusion_layers
         )
         self.post_init()
+        if config.depth_patch_embedding_init == "pytorch_default":
+            self._reset_depth_patch_embedding()
         if config.freeze_rgb_encoder:
             self.freeze_rgb_encoder()
+
+    @torch.no_grad()
+    def _reset_depth_patch_embedding(self) -> None:
+        """`depth_patch_embedding_init="pytorch_default"`: the depth patch embedding as a fresh `nn.Conv2d` starts
+        (Kaiming-uniform a=sqrt(5), bias uniform in +-1/sqrt(fan_in)), as the authors' code leaves it (model/dino.py).
+        Done here, after `post_init`, because the depth ViT (a transformers sub-model) initialises its own modules;
+        `transformers.initialization` skips tensors that `from_pretrained` loaded."""
+        from transformers import initialization as init
+
+        projection = self.stream_adapter.patch_projection(self.depth_encoder)
+        init.kaiming_uniform_(projection.weight, a=math.sqrt(5))
+        if projection.bias is not None:
+            bound = 1.0 / math.sqrt(projection.weight[0].numel())
+            init.uniform_(projection.bias, -bound, bound)
 
     # -- freezing ------------------------------------------------------------------------------------------------------
     def freeze_rgb_encoder(self) -> None:
@@ -525,12 +546,16 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             temperature=config.pde_temperature,
             max_depth=config.max_depth,
             normalization=config.depth_normalization,
+            missing_depth_m=config.pde_missing_depth_m,
+            float_order=config.pde_float_order,
         )
 
     def _depth_embeddings(
         self, depth_input: torch.Tensor, depth_values: torch.Tensor | None, depth_scale_m: torch.Tensor | None
     ) -> torch.Tensor:
-        embeddings = self.stream_adapter.embed(self.depth_encoder, depth_input)
+        embeddings = self.stream_adapter.embed(
+            self.depth_encoder, depth_input, position_interpolation=self.config.position_interpolation
+        )
         if self.config.depth_normalization != "dynamic":
             return embeddings
         if depth_scale_m is None:
@@ -541,7 +566,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
                 )
             depth_scale_m = depth_values.float().amax(dim=(1, 2, 3))
         code = depth_scale_cls_code(depth_scale_m, self.config.hidden_size).to(embeddings.dtype)
-        # Adding the code after the position embedding equals adding it to the CLS token before it (METHOD §1.5).
+        # Adding the code after the position embedding equals adding it to the CLS token before it (authors' vision_transformer.py, prepare_tokens_with_masks).
         if self.config.add_depth_scale_to_cls_token:
             cls_token = embeddings[:, 0] + code
         else:
@@ -627,7 +652,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         """Run both streams block by block; return the raw (no final layer norm) tokens at `feature_layers`.
 
         The seam used by `forward` and by the pretraining decoder, which needs post-fusion depth tokens without the
-        final layer norm (METHOD §1.7). Inputs as in `forward`, RGB-D `pixel_values` included.
+        final layer norm (authors' model/dino.py, DinoRGBDWrapper). Inputs as in `forward`, RGB-D `pixel_values` included.
         """
         config = self.config
         pixel_values, depth_values, depth_encoding = _check_inputs(config, pixel_values, depth_values, depth_encoding)
@@ -644,7 +669,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         rgb_encoder = self.rgb_encoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             pixel_values = pixel_values.to(adapter.patch_projection(rgb_encoder).weight.dtype)
-            rgb_hidden = adapter.embed(rgb_encoder, pixel_values)
+            rgb_hidden = adapter.embed(rgb_encoder, pixel_values, position_interpolation=config.position_interpolation)
             # Computed once per forward from the patch grid (e.g. DINOv3's RoPE) and passed to every block.
             rgb_context = adapter.block_context(rgb_encoder, pixel_values)
         depth_context = adapter.share_block_context(rgb_context, depth_hidden.dtype)
@@ -714,7 +739,7 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
         image_size: int | None = None,
         **config_kwargs,
     ) -> VanishingDepthModel:
-        """Build both streams from one pretrained RGB ViT (DINOv2, DINOv3 ViT, SigLIP vision), as METHOD §1.3 does.
+        """Build both streams from one pretrained RGB ViT (DINOv2, DINOv3 ViT, SigLIP vision), as the paper does (arXiv 2503.19947: both streams start from the same weights).
 
         Every tensor whose shape matches is copied into both the RGB and the depth ViT (blocks, CLS, registers, mask
         token, final norm, patch-embedding bias); the depth patch-embedding weight (C input channels instead of 3)
@@ -761,12 +786,11 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
 
 
 def load_matching_state_dict(
-    module: nn.Module, state_dict: dict[str, torch.Tensor], adapter=None
+    module: nn.Module, state_dict: dict[str, torch.Tensor], adapter: VanishingDepthStreamAdapter
 ) -> dict[str, list[str]]:
-    """Shape-tolerant copy (METHOD §1.3): equal shapes are copied, position embeddings of another grid are
-    bicubically interpolated (as the family's `adapter` says; default DINOv2), anything else is skipped and reported.
-    Returns {"copied", "interpolated", "skipped", "missing"} key lists."""
-    adapter = adapter if adapter is not None else stream_adapter("dinov2")
+    """Shape-tolerant copy of an RGB ViT's weights into a stream: equal shapes are copied, position embeddings of
+    another grid are interpolated as the family's `adapter` says, anything else (the depth stream's C-channel patch
+    embedding) is skipped and reported. Returns {"copied", "interpolated", "skipped", "missing"} key lists."""
     report = {"copied": [], "interpolated": [], "skipped": [], "missing": []}
     own = module.state_dict()
     with torch.no_grad():
@@ -788,20 +812,14 @@ def load_matching_state_dict(
     return report
 
 
-def interpolate_position_embeddings(position_embeddings: torch.Tensor, num_patches: int) -> torch.Tensor:
-    """(1, 1 + n, D) on a square grid -> (1, 1 + num_patches, D), bicubic in float32 (DINOv2 pretrains at 37x37)."""
-    cls_pos, patch_pos = position_embeddings[:, :1], position_embeddings[:, 1:]
-    return torch.cat((cls_pos.float(), bicubic_position_grid(patch_pos, num_patches)), dim=1)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Backbone
 # ----------------------------------------------------------------------------------------------------------------------
 class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
     """`AutoBackbone` view of the encoder, for transformers' own heads (UperNet, Mask2Former, Depth Anything).
 
-    `feature_maps` holds one output per `config.out_indices` entry (HF stage numbering: stage i = output of block i;
-    "stem" is not available), each the RGB and depth features concatenated along channels (RGB first), so
+    `feature_maps` holds one output per `config.out_indices` entry (transformers' stage numbering: stage i = the output
+    of 0-based block i - 1, `config.backbone_blocks`; "stem" is not available), each the RGB and depth features concatenated along channels (RGB first), so
     `backbone.channels == [2 * hidden_size] * len(out_indices)`:
 
     - default: maps `(B, 2D, H/14, W/14)`, identical to `VanishingDepthModel(...).feature_maps` for the same layers;
@@ -856,16 +874,12 @@ class VanishingDepthBackbone(BackboneMixin, VanishingDepthPreTrainedModel):
                 accepted so that `model(**processor(...))` works, not used by the network.
         """
         config = self.config
-        if any(index == 0 for index in self.out_indices):
-            raise ValueError(
-                "`out_indices` of VanishingDepthBackbone start at 1 (stage i = block i); 'stem' is not fused."
-            )
+        layers = config.backbone_blocks  # stage numbering -> 0-based blocks; refuses 'stem'
         _refuse_unknown_arguments(type(self).__name__, {"output_attentions": output_attentions, **kwargs})
         config.validate_backbone_fields()  # `out_indices` may have changed since construction
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         model = self.vanishing_depth
-        layers = [index - 1 for index in self.out_indices]
         streams = model.forward_streams(
             pixel_values, depth_values, depth_encoding, depth_scale_m, layers, bool(output_hidden_states)
         )
@@ -914,7 +928,7 @@ def _resize_to_stride(feature_map: torch.Tensor, stride: int, height: int, width
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Self-supervised pretraining: U-Net decoder with a metric depth head per scale (METHOD §2.5, §2.6)
+# Self-supervised pretraining: U-Net decoder with a metric depth head per scale (authors' main.py: smp U-Net decoder; utils/loss.py)
 # ----------------------------------------------------------------------------------------------------------------------
 class VanishingDepthDecoderBlock(nn.Module):
     """Nearest upsample -> concat skip (if any) -> 2 x (conv3x3, BN, ReLU)."""
@@ -942,18 +956,26 @@ class VanishingDepthDecoderBlock(nn.Module):
 class VanishingDepthPretrainingDecoder(nn.Module):
     """U-Net decoder over the 4 fusion-layer depth features (strides 16, 8, 4, 2) with a depth head per scale.
 
-    Skips enter through FPN-style 1x1 lateral projections applied on the 14-px token grid before the bilinear resize
-    (projection and bilinear resize commute, so this equals projecting after resizing at a fraction of the cost);
-    the raw-D-channel skips of the official U-Net cost more than the ViT itself at stride 2.
+    `config.decoder_skips="lateral"` (default): the deepest map and the skips enter through FPN-style 1x1 lateral
+    projections applied on the 14-px token grid before the bilinear resize (projection and bilinear resize commute, so
+    this equals projecting after resizing at a fraction of the cost). `"raw"`: the D-channel maps enter as they are,
+    resized, as in the authors' U-Net (model/decoder.py, fed by model/dino.py); at stride 2 a raw D-channel skip costs
+    more than the ViT itself.
     """
 
     def __init__(self, config: VanishingDepthConfig) -> None:
         super().__init__()
         hidden, channels = config.hidden_size, config.decoder_channels
-        self.head_projection = nn.Conv2d(hidden, channels[0], kernel_size=1)
-        self.skip_projections = nn.ModuleList(nn.Conv2d(hidden, c, kernel_size=1) for c in channels[:3])
-        in_channels = [channels[0]] + channels[:3]
-        skip_channels = channels[:3] + [0]
+        if config.decoder_skips == "lateral":
+            self.head_projection = nn.Conv2d(hidden, channels[0], kernel_size=1)
+            self.skip_projections = nn.ModuleList(nn.Conv2d(hidden, c, kernel_size=1) for c in channels[:3])
+            in_channels = [channels[0]] + channels[:3]
+            skip_channels = channels[:3] + [0]
+        else:  # "raw"
+            self.head_projection = nn.Identity()
+            self.skip_projections = nn.ModuleList(nn.Identity() for _ in channels[:3])
+            in_channels = [hidden] + channels[:3]
+            skip_channels = [hidden] * 3 + [0]
         self.blocks = nn.ModuleList(
             VanishingDepthDecoderBlock(i, s, o) for i, s, o in zip(in_channels, skip_channels, channels)
         )
@@ -1001,7 +1023,7 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
     """The encoder plus the U-Net decoder of self-supervised pretraining; also a working depth-completion model.
 
     Given partly erased depth (`depth_values`) it predicts the full metric depth at four scales. With `target_depth`
-    (and optionally `removed_mask`) it returns the balanced scale-invariant log loss of METHOD §2.6. After
+    (and optionally `removed_mask`) it returns the balanced scale-invariant log loss of the paper (authors' utils/loss.py). After
     pretraining, `save_encoder(dir)` writes the encoder alone (loadable with `AutoModel.from_pretrained`); the decoder
     is only for pretraining and completion.
     """
@@ -1020,7 +1042,9 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
         # it keeps it out of the optimiser and lets DDP run without find_unused_parameters.
         self.vanishing_depth.depth_final_norm().requires_grad_(False)
         self.decoder = VanishingDepthPretrainingDecoder(config)
-        self.pretraining_loss = VanishingDepthLoss(alpha=config.loss_alpha, variance_focus=config.loss_variance_focus)
+        self.pretraining_loss = VanishingDepthLoss(
+            alpha=config.loss_alpha, variance_focus=config.loss_variance_focus, pooling=config.loss_pooling
+        )
         self.post_init()
 
     def save_encoder(self, save_directory: str | os.PathLike, **kwargs) -> None:
@@ -1087,7 +1111,7 @@ class VanishingDepthForPretraining(VanishingDepthPreTrainedModel):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Task heads on the (frozen) encoder (METHOD §3): semantic segmentation, depth completion, scene classification
+# Task heads on the (frozen) encoder (the paper's frozen-encoder protocol): semantic segmentation, depth completion, scene classification
 # ----------------------------------------------------------------------------------------------------------------------
 def _stride_sizes(height: int, width: int, count: int) -> list[tuple[int, int]]:
     """Map sizes at strides 4, 8, 16, ... of an `height x width` input (ceil division), one per level, finest first."""
@@ -1188,7 +1212,7 @@ class VanishingDepthTaskModel(VanishingDepthPreTrainedModel):
 
 # -- semantic segmentation ---------------------------------------------------------------------------------------------
 class VanishingDepthLinearSegmentationHead(nn.Module):
-    """The linear probe of METHOD §3.1 (DINOv2-linear style): batch norm over the concatenated fusion-layer maps
+    """The linear probe (DINOv2-linear style, authors' model/linear_seghead.py): batch norm over the concatenated fusion-layer maps
     (each resized to the first map's size), then a 1x1 conv to the classes. Logits at the token grid (stride 14)."""
 
     def __init__(self, in_channels: int, num_maps: int, num_labels: int) -> None:
@@ -1245,7 +1269,7 @@ def _check_segmentation_labels(labels: torch.Tensor, batch: int, num_labels: int
 
 
 class VanishingDepthForSemanticSegmentation(VanishingDepthTaskModel):
-    """Semantic segmentation on the Vanishing Depth encoder: the linear probe of METHOD §3.1 or a multi-scale decoder.
+    """Semantic segmentation on the Vanishing Depth encoder: a linear probe or a multi-scale decoder.
 
     `config.segmentation_head` picks the decoder (`"linear"`: batch norm + 1x1 conv on the concatenated RGB + depth
     fusion-layer features, logits at stride 14; `"multiscale"`: an FPN decoder, logits at stride 4). The loss is
@@ -1358,7 +1382,7 @@ class VanishingDepthFeatureFusionBlock(nn.Module):
 
 
 class VanishingDepthCompletionDecoder(nn.Module):
-    """DPT-style decoder (METHOD §3.2) with the decode-dist output of METHOD §2.5.
+    """DPT-style decoder with the decode-dist output of the pretraining heads.
 
     Reassemble: the fusion-layer maps (RGB + depth, shallow to deep) get a 1x1 projection to `hidden_size` on the
     token grid and are bilinearly resized to strides 4, 8, 16, 32, then a 3x3 conv. Fusion: RefineNet-style blocks
@@ -1398,12 +1422,12 @@ class VanishingDepthCompletionDecoder(nn.Module):
 
 
 class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
-    """Metric depth completion on the Vanishing Depth encoder: a DPT-style decoder predicting metres (METHOD §3.2).
+    """Metric depth completion on the Vanishing Depth encoder: a DPT-style decoder predicting metres.
 
     Input: RGB plus whatever depth is available (sparse points, LiDAR lines, a low-resolution ToF map, a dense map with
     holes, or nothing). Output: dense metric depth in metres at the input resolution. Unlike transformers' own depth
     heads it trains: with `labels` (ground-truth depth, 0 = invalid) it returns the masked SILog + L1 loss of
-    `vanishing_depth.training.losses.masked_silog_l1_loss` on the valid pixels.
+    `vanishing_depth.loss_vanishing_depth.masked_silog_l1_loss` on the valid pixels.
     """
 
     head_module_names = ("depth_head",)
@@ -1482,7 +1506,7 @@ class VanishingDepthForDepthEstimation(VanishingDepthTaskModel):
 # -- scene classification ---------------------------------------------------------------------------------------------
 class VanishingDepthForImageClassification(VanishingDepthTaskModel):
     """Scene classification on the Vanishing Depth encoder: a linear layer on the concatenated final (layer-normed)
-    RGB and depth CLS tokens, `pooler_output` `(B, 2D)` (METHOD §3.3, §5 #13). Cross-entropy loss."""
+    RGB and depth CLS tokens, `pooler_output` `(B, 2D)` (a linear probe on both CLS tokens, the paper's frozen protocol). Cross-entropy loss."""
 
     head_module_names = ("classifier",)
     trained_modules = ("vanishing_depth", "classifier")
@@ -1606,7 +1630,6 @@ __all__ = [
     "VanishingDepthPreTrainedModel",
     "VanishingDepthSqueezeExcitation",
     "depth_scale_cls_code",
-    "interpolate_position_embeddings",
     "load_matching_state_dict",
     "normalized_depth_encoding",
     "positional_depth_encoding",

@@ -156,7 +156,7 @@ def colorize_depth(depth_m, max_depth_m: float, legend: bool = True):
 # ----------------------------------------------------------------------------------------------------------------------
 def _read_depth_file(path: str, depth_format: str | None) -> np.ndarray:
     try:
-        from vanishing_depth.processing.depth_io import load_depth
+        from vanishing_depth.data.depth_io import load_depth
     except ImportError as error:
         raise ValueError(
             f"`depth` is a path ({path!r}): reading depth files needs the vanishing-depth package "
@@ -172,7 +172,7 @@ def _read_image_file(path: str, timeout: float | None):
 
     if not path.startswith(("http://", "https://")):
         try:
-            from vanishing_depth.processing.image_io import load_rgb
+            from vanishing_depth.data.image_io import load_rgb
         except ImportError:
             pass
         else:
@@ -190,7 +190,7 @@ def _decode_depth(depth: Any, depth_format: str | None) -> Any:
     if depth_format is None or depth is None:
         return depth
     try:
-        from vanishing_depth.processing.depth_io import decode_depth_array
+        from vanishing_depth.data.depth_io import decode_depth_array
     except ImportError as error:
         raise ValueError(
             "`depth_format` needs the vanishing-depth package; without it pass float metres, or an integer map with "
@@ -206,7 +206,7 @@ class DepthCompletionPipeline(Pipeline):
 
     Inputs: one image (PIL, NumPy (H, W, 3), torch (3, H, W), a path or URL) with `depth=` (NumPy / torch / PIL maps
     in float metres, integer sensor maps with `depth_scale=` metres per unit or `depth_format=`, or a depth file path
-    read with `vanishing_depth.processing.load_depth(path, format=depth_format)`); or a list of
+    read with `vanishing_depth.data.load_depth(path, format=depth_format)`); or a list of
     `{"image": ..., "depth": ...}` dicts (`batch_size=` batches them). Without depth the model runs on RGB alone.
 
     Parameters per call: `depth_format`, `depth_scale`, `keep_measured` (measured pixels pass through unchanged; a depth

@@ -53,6 +53,101 @@ def bicubic_position_grid(patch_pos: torch.Tensor, num_patches: int) -> torch.Te
     return grid.permute(0, 2, 3, 1).reshape(1, num_patches, dim)
 
 
+#: `VanishingDepthConfig.position_interpolation` values: how absolute position tables are resized to another patch grid.
+POSITION_INTERPOLATIONS = ("transformers", "dinov2")
+#: Upstream DINOv2's ``interpolate_offset`` (facebookresearch/dinov2 `DinoVisionTransformer`, kept by the authors'
+#: copy in model/dinov2/models/vision_transformer.py): the target grid side is taken as ``side + 0.1`` when computing
+#: the bicubic scale factor.
+DINOV2_INTERPOLATE_OFFSET = 0.1
+_BICUBIC_A = -0.75  # the cubic convolution constant of PyTorch's (and OpenCV's) bicubic resampling
+
+
+def _bicubic_axis(values: torch.Tensor, dim: int, out_len, inverse_scale: torch.Tensor) -> torch.Tensor:
+    """Resample `values` along `dim` to `out_len` points with PyTorch's bicubic kernel (align_corners=False, border
+    replication, coefficients as `get_cubic_upsample_coefficients`): source coordinate ``inverse_scale * (i + 0.5) -
+    0.5`` in float32. Gathers and sums instead of `F.interpolate`, so the scale can be a tensor computed in the graph
+    from symbolic sizes; equal to the CPU kernel to a few float32 ulps (the kernel fuses multiply-adds)."""
+    in_len = values.shape[dim]
+    source = inverse_scale * (torch.arange(out_len, dtype=torch.float32, device=values.device) + 0.5) - 0.5
+    floor = torch.floor(source)
+    t = source - floor
+    base = floor.to(torch.int64)
+    a = _BICUBIC_A
+
+    def near(x: torch.Tensor) -> torch.Tensor:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: torch.Tensor) -> torch.Tensor:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    opposite = 1 - t
+    weights = (far(t + 1), near(t), near(opposite), far(opposite + 1))
+    shape = [1] * values.ndim
+    shape[dim] = -1
+    result = None
+    for offset, weight in zip((-1, 0, 1, 2), weights):
+        index = (base + offset).clamp(0, in_len - 1)
+        term = values.index_select(dim, index) * weight.reshape(shape)
+        result = term if result is None else result + term
+    return result
+
+
+def _traceable_dinov2_grid(grid: torch.Tensor, grid_height, grid_width, offset: float) -> torch.Tensor:
+    """`dinov2_position_grid` for exported graphs: `(side, side, D)` -> `(grid_height, grid_width, D)` without Python
+    branches on the (symbolic) grid size; the table's own grid is the same formula with scale 1, which is exact."""
+    side = grid.shape[0]
+    height = torch.arange(grid_height, device=grid.device)[-1:].to(torch.float64).sum() + 1  # the size as a tensor
+    width = torch.arange(grid_width, device=grid.device)[-1:].to(torch.float64).sum() + 1
+    own_grid = (height == side) & (width == side)
+    # 1 / scale_factor in float64, rounded once to float32: what `F.interpolate(scale_factor=...)` hands its kernel.
+    inverse_h = torch.where(own_grid, 1.0, 1.0 / ((height + offset) / side)).to(torch.float32)
+    inverse_w = torch.where(own_grid, 1.0, 1.0 / ((width + offset) / side)).to(torch.float32)
+    grid = _bicubic_axis(grid, 1, grid_width, inverse_w)  # the kernel's inner loop runs along the width
+    return _bicubic_axis(grid, 0, grid_height, inverse_h)
+
+
+def dinov2_position_grid(
+    patch_pos: torch.Tensor, grid_height: int, grid_width: int, offset: float = DINOV2_INTERPOLATE_OFFSET
+) -> torch.Tensor:
+    """Resize a square position table the way upstream DINOv2 and the authors' encoder do.
+
+    `patch_pos` `(1, M*M, D)` -> `(1, grid_height * grid_width, D)` in float32: ``F.interpolate(..., mode="bicubic",
+    scale_factor=((grid_height + offset) / M, (grid_width + offset) / M))`` (no antialiasing, align_corners=False), and
+    the table unchanged when the grid is the table's own (M x M), as `DinoVisionTransformer.interpolate_pos_encoding`
+    does. With a scale factor PyTorch maps output pixel i to the input coordinate ``(i + 0.5) / scale_factor - 0.5``,
+    where transformers' ``size=`` call uses ``(i + 0.5) * M / side - 0.5``: at 224 px (16 x 16 from DINOv2's 37 x 37)
+    the two tables differ by up to 3e-2.
+
+    While exporting or tracing, a branch-free form of the same computation runs instead (equal to a few float32 ulps),
+    so that graphs with dynamic sizes keep both the table-grid case and the interpolated one.
+
+    This is `DinoVisionTransformer`'s default (``interpolate_offset=0.1``, ``interpolate_antialias=False``), which the
+    DINOv2 ViT-S/B/L/g models and the authors' encoder use. Upstream built its register models (``*_reg4``) with offset
+    0 and antialiasing instead, which is what transformers' `Dinov2WithRegistersModel` computes: keep
+    ``position_interpolation="transformers"`` for those.
+    """
+    side = math.isqrt(patch_pos.shape[1])
+    if side * side != patch_pos.shape[1]:
+        raise ValueError(f"position embeddings must lie on a square grid, got {patch_pos.shape[1]} patches.")
+    dim = patch_pos.shape[-1]
+    grid = patch_pos.float().reshape(side, side, dim)
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return _traceable_dinov2_grid(grid, grid_height, grid_width, offset).reshape(1, -1, dim)
+    if grid_height == side and grid_width == side:
+        return grid.reshape(1, -1, dim)
+    resized = nn.functional.interpolate(
+        grid.permute(2, 0, 1)[None],
+        scale_factor=((grid_height + offset) / side, (grid_width + offset) / side),
+        mode="bicubic",
+        align_corners=False,
+    )
+    if resized.shape[-2:] != (grid_height, grid_width):  # floor(M * (n + 0.1) / M) == n for every n DINOv2 sees
+        raise ValueError(
+            f"DINOv2 interpolation gave a {tuple(resized.shape[-2:])} grid for {(grid_height, grid_width)}."
+        )
+    return resized[0].permute(1, 2, 0).reshape(1, -1, dim)
+
+
 class VanishingDepthStreamAdapter:
     """What the encoder needs to know about one ViT family. Defaults fit DINOv2 (transformers v5).
 
@@ -72,6 +167,9 @@ class VanishingDepthStreamAdapter:
         attention_projections: the module names of the attention projections inside a block (LoRA targets).
         lora_default_targets: the subset LoRA adapts by default.
         block_layer_names: class names of a block and the embeddings (`_no_split_modules`).
+        position_interpolations: the `VanishingDepthConfig.position_interpolation` rules `embed` implements:
+            ``"transformers"`` (the family's own embeddings) everywhere; ``"dinov2"`` (upstream DINOv2's scale-factor
+            rule, `dinov2_position_grid`) only for families with an absolute position table on a square grid.
     """
 
     family: str = "dinov2"
@@ -88,6 +186,7 @@ class VanishingDepthStreamAdapter:
     attention_projections: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     lora_default_targets: tuple[str, ...] = ("q_proj", "v_proj")
     block_layer_names: tuple[str, ...] = ("Dinov2Embeddings", "Dinov2Layer")
+    position_interpolations: tuple[str, ...] = POSITION_INTERPOLATIONS
 
     # -- config ---------------------------------------------------------------------------------------------------------
     def num_register_tokens(self, config) -> int:
@@ -112,9 +211,33 @@ class VanishingDepthStreamAdapter:
         return depth_config
 
     # -- forward seams --------------------------------------------------------------------------------------------------
-    def embed(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Input `(B, C, H, W)` -> tokens `(B, P + N, D)` (prefix tokens, then patches), position-embedded."""
-        return model.embeddings(pixel_values)
+    def embed(
+        self, model: nn.Module, pixel_values: torch.Tensor, position_interpolation: str = "transformers"
+    ) -> torch.Tensor:
+        """Input `(B, C, H, W)` -> tokens `(B, P + N, D)` (prefix tokens, then patches), position-embedded.
+
+        ``position_interpolation="transformers"`` calls the family's embeddings (`Dinov2Embeddings`: bicubic to
+        ``size=``); ``"dinov2"`` builds the same tokens with the position table resized by `dinov2_position_grid`, as
+        upstream DINOv2 and the authors' encoder do (CLS + its position, patches + theirs, then the registers)."""
+        if position_interpolation == "transformers":
+            return model.embeddings(pixel_values)
+        if position_interpolation not in self.position_interpolations:
+            raise ValueError(
+                f"`position_interpolation` must be one of {self.position_interpolations} for the {self.family!r} "
+                f"family, got {position_interpolation!r}."
+            )
+        embeddings = model.embeddings
+        patch = self.patch_size(model.config)
+        patches = embeddings.patch_embeddings(pixel_values)
+        table = embeddings.position_embeddings
+        grid = dinov2_position_grid(table[:, 1:], pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+        positions = torch.cat((table[:, :1].float(), grid), dim=1).to(patches.dtype)
+        tokens = torch.cat((embeddings.cls_token.expand(patches.shape[0], -1, -1), patches), dim=1) + positions
+        registers = getattr(embeddings, "register_tokens", None)
+        if registers is not None:
+            registers = registers.expand(tokens.shape[0], -1, -1)
+            tokens = torch.cat((tokens[:, :1], registers, tokens[:, 1:]), dim=1)
+        return embeddings.dropout(tokens)
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
         return _get_path(model, self.blocks_path)
@@ -193,6 +316,7 @@ class DINOv3ViTStreamAdapter(VanishingDepthStreamAdapter):
     cls_position_path = None
     position_embedding_keys = ()
     block_layer_names = ("DINOv3ViTEmbeddings", "DINOv3ViTLayer")
+    position_interpolations = ("transformers",)  # RoPE: no position table to resize
 
     def block_context(self, model: nn.Module, pixel_values: torch.Tensor) -> Any:
         return model.rope_embeddings(pixel_values)
@@ -228,6 +352,7 @@ class SiglipVisionStreamAdapter(VanishingDepthStreamAdapter):
     position_embedding_keys = ("position_embedding.weight",)
     attention_projections = ("q_proj", "k_proj", "v_proj", "out_proj")
     block_layer_names = ("SiglipVisionEmbeddings", "SiglipEncoderLayer")
+    position_interpolations = ("transformers",)  # an nn.Embedding table without a CLS row, not DINOv2's layout
 
     def num_register_tokens(self, config) -> int:
         return 0
@@ -237,7 +362,14 @@ class SiglipVisionStreamAdapter(VanishingDepthStreamAdapter):
         depth_config.vision_use_head = False
         return depth_config
 
-    def embed(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, model: nn.Module, pixel_values: torch.Tensor, position_interpolation: str = "transformers"
+    ) -> torch.Tensor:
+        if position_interpolation != "transformers":
+            raise ValueError(
+                f"`position_interpolation` must be 'transformers' for the {self.family!r} family, got "
+                f"{position_interpolation!r}."
+            )
         return model.embeddings(pixel_values, interpolate_pos_encoding=True)
 
     def call_block(self, block: nn.Module, hidden_states: torch.Tensor, context: Any) -> torch.Tensor:
@@ -284,12 +416,15 @@ def all_block_layer_names() -> list[str]:
 
 
 __all__ = [
+    "DINOV2_INTERPOLATE_OFFSET",
     "DINOv3ViTStreamAdapter",
     "Dinov2WithRegistersStreamAdapter",
     "SiglipVisionStreamAdapter",
     "VanishingDepthStreamAdapter",
     "all_block_layer_names",
+    "POSITION_INTERPOLATIONS",
     "bicubic_position_grid",
+    "dinov2_position_grid",
     "register_stream_adapter",
     "stream_adapter",
     "supported_model_types",

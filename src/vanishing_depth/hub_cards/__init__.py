@@ -1,34 +1,30 @@
 # Copyright 2026 The vanishing-depth authors. Apache-2.0.
-"""Sharing saved models: model cards (`build_model_card`) and Hub publishing (`push_model`, `push_corpus`).
+"""Deprecated: the model cards and Hub publishing moved to `vanishing_depth.hub`.
 
-`huggingface_hub` reads ``HF_ENDPOINT`` when it is first imported, so set the variable before importing this package
-if you publish to a Hub other than huggingface.co.
+Every name still resolves here (``from vanishing_depth.hub_cards import build_model_card``), with a FutureWarning;
+import from `vanishing_depth.hub` (or its modules `vanishing_depth.hub.model_card` and `vanishing_depth.hub.publish`).
 """
 
-from .model_card import (
-    AUTO_CLASSES,
-    PIPELINE_TAGS,
-    MetricEntry,
-    add_card_subcommand,
-    build_model_card,
-    has_remote_code,
-    read_metrics_file,
-    write_model_card,
-)
-from .publish import UploadPlan, add_push_subcommand, plan_model_upload, push_corpus, push_model
+import importlib
+import warnings
 
-__all__ = [
-    "AUTO_CLASSES",
-    "PIPELINE_TAGS",
-    "MetricEntry",
-    "UploadPlan",
-    "add_card_subcommand",
-    "add_push_subcommand",
-    "build_model_card",
-    "has_remote_code",
-    "plan_model_upload",
-    "push_corpus",
-    "push_model",
-    "read_metrics_file",
-    "write_model_card",
-]
+_HOME = "vanishing_depth.hub"
+_SUBMODULES = ("model_card", "publish")
+
+__all__: list[str] = []
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        target, home = importlib.import_module(f"{_HOME}.{name}"), f"{_HOME}.{name}"
+    else:
+        hub = importlib.import_module(_HOME)
+        if name not in hub.__all__:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        target, home = getattr(hub, name), _HOME
+    warnings.warn(
+        f"`vanishing_depth.hub_cards.{name}` is deprecated and will be removed; use `{home}` instead.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return target

@@ -1,62 +1,60 @@
-"""Processing: the image processor, real sensor depth file formats, and the depth randomisation of pretraining.
+"""Deprecated: the names this package exported live elsewhere now.
 
-- `VanishingDepthImageProcessor`: RGB + metric depth (+ labels) -> model inputs, and post-processing.
-- `load_depth` / `save_depth` / `encode_depth` / `decode_depth_array`: the real file conventions (mm, kitti, tum,
-  sunrgbd, nyu_raw, float), always float32 metres with 0 = missing.
-- Randomisation (`RandomDepth`, `DepthNoise`, masks, `MaskingCurriculum`, `PretrainingDepthTransform`) and sensor
-  simulators for evaluation; batched torch, replayable through a `torch.Generator`.
+- the image processor and `depth_to_metres`: `vanishing_depth.image_processing_vanishing_depth`;
+- depth files and images (`load_depth`, `save_depth`, `encode_depth`, `decode_depth_array`, `DEPTH_FORMATS`,
+  `DepthFormat`, `load_rgb`) and the sensor simulators (`keep_fraction`, `sample_uniform_points`,
+  `simulate_edge_holes`, `simulate_lidar_lines`, `simulate_low_res_tof`): `vanishing_depth.data`;
+- the pretraining augmentation (`RandomDepth`, `DepthNoise`, masks, `MaskingCurriculum`, `PretrainingDepthTransform`,
+  `augment_rgbd_pair`, ...): `vanishing_depth.augment`.
+
+``from vanishing_depth.processing import X`` still works for every old name, with a FutureWarning naming the new
+import path. This package imports nothing until such a name is asked for.
 """
 
-from ..image_processing_vanishing_depth import VanishingDepthImageProcessor, depth_to_metres
-from .augmentation import (
-    DepthNoise,
-    MaskingCurriculum,
-    PretrainingDepthTransform,
-    RandomDepth,
-    VanishingDepthMasker,
-    blocky_mask,
-    keep_fraction,
-    multiscale_targets,
-    perlin_mask,
-    perlin_noise,
-    pixel_mask,
-    rescale_far_depth,
-    sample_uniform_points,
-    simulate_edge_holes,
-    simulate_lidar_lines,
-    simulate_low_res_tof,
-)
-from .depth_io import DEPTH_FORMATS, DepthFormat, decode_depth_array, encode_depth, load_depth, save_depth
-from .image_io import load_rgb
-from .rgb_augmentation import augment_rgbd_pair, color_jitter, random_resized_crop_box
+import importlib
+import warnings
 
-__all__ = [
-    "DEPTH_FORMATS",
-    "DepthFormat",
-    "DepthNoise",
-    "MaskingCurriculum",
-    "PretrainingDepthTransform",
-    "RandomDepth",
-    "VanishingDepthImageProcessor",
-    "VanishingDepthMasker",
-    "augment_rgbd_pair",
-    "blocky_mask",
-    "color_jitter",
-    "decode_depth_array",
-    "depth_to_metres",
-    "encode_depth",
-    "keep_fraction",
-    "load_depth",
-    "load_rgb",
-    "multiscale_targets",
-    "perlin_mask",
-    "perlin_noise",
-    "pixel_mask",
-    "random_resized_crop_box",
-    "rescale_far_depth",
-    "sample_uniform_points",
-    "save_depth",
-    "simulate_edge_holes",
-    "simulate_lidar_lines",
-    "simulate_low_res_tof",
-]
+# Every name this package used to export, and its one home now.
+_MOVED = {
+    "VanishingDepthImageProcessor": "vanishing_depth.image_processing_vanishing_depth",
+    "depth_to_metres": "vanishing_depth.image_processing_vanishing_depth",
+    "DEPTH_FORMATS": "vanishing_depth.data",
+    "DepthFormat": "vanishing_depth.data",
+    "decode_depth_array": "vanishing_depth.data",
+    "encode_depth": "vanishing_depth.data",
+    "load_depth": "vanishing_depth.data",
+    "save_depth": "vanishing_depth.data",
+    "load_rgb": "vanishing_depth.data",
+    "keep_fraction": "vanishing_depth.data",
+    "sample_uniform_points": "vanishing_depth.data",
+    "simulate_edge_holes": "vanishing_depth.data",
+    "simulate_lidar_lines": "vanishing_depth.data",
+    "simulate_low_res_tof": "vanishing_depth.data",
+    "DepthNoise": "vanishing_depth.augment",
+    "MaskingCurriculum": "vanishing_depth.augment",
+    "PretrainingDepthTransform": "vanishing_depth.augment",
+    "RandomDepth": "vanishing_depth.augment",
+    "VanishingDepthMasker": "vanishing_depth.augment",
+    "augment_rgbd_pair": "vanishing_depth.augment",
+    "blocky_mask": "vanishing_depth.augment",
+    "color_jitter": "vanishing_depth.augment",
+    "perlin_mask": "vanishing_depth.augment",
+    "perlin_noise": "vanishing_depth.augment",
+    "pixel_mask": "vanishing_depth.augment",
+    "random_resized_crop_box": "vanishing_depth.augment",
+    "rescale_far_depth": "vanishing_depth.augment",
+}
+
+__all__: list[str] = []
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        home = _MOVED[name]
+        warnings.warn(
+            f"`vanishing_depth.processing.{name}` is deprecated and will be removed; use `from {home} import {name}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,34 @@
-"""Training: losses, metrics, RGB-D corpora as `datasets`, Accelerate pretraining, Trainer recipes.
+"""Training: self-supervised pretraining with Accelerate (`vanishing_depth.training.pretrain`, its checkpoints in
+`vanishing_depth.training.checkpoints`) and the `Trainer` recipes for the task heads, with LoRA on the depth stream
+(`vanishing_depth.training.finetune`).
 
-Submodules import their heavy dependencies (datasets, evaluate, accelerate) themselves; import what you need, e.g.
-``from vanishing_depth.training.metrics import SegmentationMetrics``.
+Import from the submodules, e.g. ``from vanishing_depth.training.pretrain import PretrainingArguments, pretrain``;
+this package imports none of them itself. Data, collators and adapters are in `vanishing_depth.data`, metrics and the
+completion sweep in `vanishing_depth.evaluation`, the losses in `vanishing_depth.loss_vanishing_depth`.
 """
 
-from .collators import RGBDCollator
-from .losses import VanishingDepthLoss, VanishingDepthLossOutput, masked_silog_l1_loss, scale_invariant_log_loss
+import importlib
+import warnings
 
-__all__ = [
-    "RGBDCollator",
-    "VanishingDepthLoss",
-    "VanishingDepthLossOutput",
-    "masked_silog_l1_loss",
-    "scale_invariant_log_loss",
-]
+# Names this package used to export, and their one home now; they still resolve, with a FutureWarning.
+_MOVED = {
+    "RGBDCollator": "vanishing_depth.data",
+    "VanishingDepthLoss": "vanishing_depth.loss_vanishing_depth",
+    "VanishingDepthLossOutput": "vanishing_depth.loss_vanishing_depth",
+    "masked_silog_l1_loss": "vanishing_depth.loss_vanishing_depth",
+    "scale_invariant_log_loss": "vanishing_depth.loss_vanishing_depth",
+}
+
+__all__: list[str] = []
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        home = _MOVED[name]
+        warnings.warn(
+            f"`vanishing_depth.training.{name}` is deprecated and will be removed; import it from `{home}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -415,7 +415,16 @@ def save_checkpoint(accelerator, model, optimizer, checkpoints: Path, step: int,
 # ----------------------------------------------------------------------------------------------------------------------
 _BOOKKEEPING_ARGUMENTS = ("output_dir", "resume", "overwrite", "allow_pickle", "debug")
 #: Arguments that define the model: a checkpoint's weights cannot follow a change of them.
-_MODEL_ARGUMENTS = ("rgb_backbone", "model_shape", "config_overrides")
+_MODEL_ARGUMENTS = (
+    "rgb_backbone",
+    "model_shape",
+    "config_overrides",
+    "decoder_skips",
+    "fuse_cls_token",
+    "position_interpolation",
+    "pde_missing_depth_m",
+    "pde_float_order",
+)
 
 
 def _is_inside(path: Path, folder: Path) -> bool:

@@ -1,20 +1,21 @@
-"""`Trainer` recipes for the task heads on a (frozen) Vanishing Depth encoder, LoRA on the depth stream, and the
-``vanishing-depth finetune`` subcommand.
+"""`Trainer` recipes for the task heads on a (frozen) Vanishing Depth encoder, and LoRA on the depth stream
+(``vanishing-depth finetune`` runs `finetune` from the shell and writes the model card).
 
 [`finetune`] wires everything a user would otherwise write by hand: the head from the encoder checkpoint through its
 Auto class (encoder frozen by default, head new), the image processor, an [`RGBDCollator`] for the dataset's schema,
 the streaming metric of the task, and `TrainingArguments` with ``remove_unused_columns=False`` (the collator needs
 the raw columns) and ``batch_eval_metrics=True`` (no full-resolution logits held in memory).
 
-Defaults per task (METHOD §3, §5): segmentation AdamW lr 1e-4, weight decay 0.05, polynomial decay power 0.9;
-depth completion lr 1e-4, no weight decay; classification lr 1e-3, no weight decay.
+Defaults per task: segmentation AdamW lr 1e-4, weight decay 0.05, polynomial decay power 0.9 (the authors'
+mmsegmentation configs of Vanishing Depth, arXiv 2503.19947: ``configs/mask2former/mask2former_RGBDVIT_2VitB_*.py``);
+depth completion lr 1e-4, no weight decay; classification lr 1e-3, no weight decay (our choices: the paper does not
+give them).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -23,23 +24,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset, DatasetDict, IterableDataset, get_dataset_split_names, load_dataset
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoModelForDepthEstimation,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+    Trainer,
+    TrainingArguments,
+)
 
+from ..data import DEMO_CORPUS_NAME, TASKS, RGBDDatasetAdapter, corpus_adapter, get_adapter, load_corpus
+from ..evaluation.results import eval_result_entry, write_eval_results
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
-from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
+from ..modeling_vanishing_depth import VanishingDepthModel
+from ..output_paths import inputs_inside, prepare_output_dir
 from .checkpoints import write_json
-from .collators import TASKS
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "TASK_HEAD_MODULES",
     "FinetuneResult",
-    "add_finetune_subcommand",
     "depth_stream_lora_pattern",
     "finetune",
+    "finetune_eval_results",
     "load_split",
     "lora_config_for_depth_stream",
-    "run_finetune",
 ]
 
 # The trainable head of each task model (`head_module_names` of the classes), for peft's `modules_to_save`.
@@ -54,14 +65,6 @@ _EVAL_SPLITS = ("validation", "val", "test", "teset")  # `wyrx/NYUDepthv2_seg` s
 
 
 def _auto_class(task: str):
-    from transformers import (
-        AutoModelForDepthEstimation,
-        AutoModelForImageClassification,
-        AutoModelForSemanticSegmentation,
-    )
-
-    import vanishing_depth  # noqa: F401  (registers the Auto classes)
-
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     return {
@@ -111,8 +114,6 @@ def lora_config_for_depth_stream(
     Use with `peft.get_peft_model(model, config)`; the adapters save with `save_pretrained` and reload with
     `peft.PeftModel.from_pretrained(base_model, folder)`.
     """
-    from peft import LoraConfig
-
     if modules_to_save is None:
         if model is not None and getattr(model, "head_module_names", None):
             modules_to_save = model.head_module_names
@@ -157,10 +158,6 @@ def lora_config_for_depth_stream(
 def load_split(dataset: Any, split: str, max_samples: int | None = None):
     """One split as a `datasets.Dataset`: from a `Dataset` (returned as is), a `DatasetDict`, the bundled demo
     corpus name ``"redwood_demo"``, a local folder / parquet file in the Hub layout, or a Hub dataset id."""
-    from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
-
-    from .corpora import DEMO_CORPUS_NAME, load_corpus
-
     if isinstance(dataset, Dataset | IterableDataset):
         data = dataset
     elif isinstance(dataset, DatasetDict):
@@ -190,10 +187,6 @@ def load_split(dataset: Any, split: str, max_samples: int | None = None):
 
 def _eval_split_name(dataset: Any, train_split: str) -> str | None:
     """The evaluation split of a `DatasetDict`, of the demo corpus or of a local folder, if it has one."""
-    from datasets import DatasetDict, get_dataset_split_names
-
-    from .corpora import DEMO_CORPUS_NAME
-
     if isinstance(dataset, DatasetDict):
         names = list(dataset)
     elif isinstance(dataset, str | os.PathLike) and str(dataset) == DEMO_CORPUS_NAME:
@@ -226,18 +219,21 @@ def _infer_adapter(task: str, column_names: list[str] | None, input_depth_patter
 # ----------------------------------------------------------------------------------------------------------------------
 @dataclass
 class FinetuneResult:
-    """What [`finetune`] produced: the trained model (a `PeftModel` with LoRA), the `Trainer`, and the metrics."""
+    """What [`finetune`] produced: the trained model (a `PeftModel` with LoRA), the `Trainer`, the metrics and the
+    output folder; `summary` is what ``finetune_results.json`` holds (the run's settings and metrics, what
+    its model card lists as hyperparameters), `eval_results_path` the ``eval_results.json`` written (None when not
+    saved or without evaluation numbers)."""
 
     model: Any
     trainer: Any
     train_metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
     output_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    eval_results_path: Path | None = None
 
 
 def _build_model(task: str, encoder: Any, adapter: RGBDDatasetAdapter, num_labels: int | None, **model_kwargs):
-    from ..modeling_vanishing_depth import VanishingDepthModel
-
     auto = _auto_class(task)
     kwargs = dict(model_kwargs)
     if task != "depth":
@@ -277,8 +273,8 @@ def _build_processor(encoder: Any, model, image_size: int | tuple[int, int] | No
     return processor
 
 
-# Trainer's eval keys worth a model-index entry, per task: key -> (metric type, readable name, unit).
-_CARD_METRICS = {
+# Trainer's eval keys worth an ``eval_results.json`` entry, per task: key -> (metric type, readable name, unit).
+_RESULT_METRICS = {
     "segmentation": {
         "eval_mean_iou": ("mean_iou", "mean IoU", None),
         "eval_overall_accuracy": ("accuracy", "pixel accuracy", None),
@@ -290,48 +286,45 @@ _CARD_METRICS = {
     },
     "classification": {"eval_accuracy": ("accuracy", "top-1 accuracy", None)},
 }
-_CARD_TASKS = {
+_RESULT_TASKS = {
     "segmentation": ("image-segmentation", "Semantic segmentation"),
     "depth": ("depth-estimation", "Depth completion"),
     "classification": ("image-classification", "Scene classification"),
 }
 
 
-def _write_eval_results(output_path: Path, task: str, dataset, eval_metrics: dict) -> Path | None:
-    """The run's own evaluation numbers in the model-card metrics format (``eval_results.json``)."""
-    task_type, task_name = _CARD_TASKS[task]
+def finetune_eval_results(task: str, dataset: Any, eval_metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The run's own evaluation numbers as ``eval_results.json`` entries (`eval_result_entry`): the task's main
+    metrics found in Trainer's `eval_metrics`; a metric that is not a finite number (no evaluated pixel) is left out."""
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    task_type, task_name = _RESULT_TASKS[task]
     name = str(dataset) if isinstance(dataset, str | os.PathLike) else type(dataset).__name__
-    results = [
-        {
-            "task": {"type": task_type, "name": task_name},
-            "dataset": {"name": name, "type": name, "split": "eval"},
-            "metric": {"type": metric_type, "name": readable, "value": float(eval_metrics[key]), "unit": unit},
-            "protocol": "vanishing-depth finetune, frozen encoder unless stated in the hyperparameters",
-        }
-        for key, (metric_type, readable, unit) in _CARD_METRICS[task].items()
-        if key in eval_metrics
-    ]
-    if not results:
-        return None
-    path = output_path / "eval_results.json"
-    write_json(path, {"results": results}, indent=2)
-    return path
-
-
-def _write_card(output_path: Path, metrics_file: Path | None, summary: dict) -> None:
-    from ..hub_cards import write_model_card
-
-    if not (output_path / "config.json").is_file():
-        logger.warning("No config.json in %s (LoRA adapters only): no model card written.", output_path)
-        return
-    write_model_card(output_path, metrics_files=[metrics_file] if metrics_file else None, training_args=summary)
+    entries = []
+    for key, (metric_type, readable, unit) in _RESULT_METRICS[task].items():
+        value = eval_metrics.get(key)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        entries.append(
+            eval_result_entry(
+                task_type=task_type,
+                task_name=task_name,
+                dataset_name=name,
+                dataset_type=name,
+                split="eval",
+                metric_type=metric_type,
+                metric_name=readable,
+                value=float(value),
+                unit=unit,
+                protocol="vanishing-depth finetune, frozen encoder unless stated in the hyperparameters",
+            )
+        )
+    return entries
 
 
 def _prepare_finetune_output(output_dir, encoder, dataset, overwrite: bool) -> None:
     """The rule of every command that writes (`vanishing_depth.output_paths`): a used `output_dir` is refused unless
     `overwrite`, and `overwrite` never deletes the encoder or the dataset the run reads."""
-    from ..output_paths import inputs_inside, prepare_output_dir
-
     folder = Path(output_dir)
     if overwrite:
         for name, source in (("--encoder", encoder), ("--dataset", dataset)):
@@ -385,7 +378,8 @@ def finetune(
             ``"redwood_demo"``.
         encoder: an encoder folder / Hub id saved by `VanishingDepthModel.save_pretrained` (or a full task-model
             checkpoint), or a `VanishingDepthModel` instance.
-        output_dir: where the model (or LoRA adapters), the processor and ``finetune_results.json`` go.
+        output_dir: where the model (or LoRA adapters), the processor, ``finetune_results.json`` and
+            ``eval_results.json`` go (the model card is the caller's: ``vanishing-depth finetune`` writes it).
         eval_dataset / eval_split: evaluation data; by default the ``validation`` / ``test`` split of a
             `DatasetDict`, of ``redwood_demo`` or of a local folder, if there is one (Hub ids: name it).
         adapter: the dataset's schema: a name of `ADAPTERS` (``"nyu_depth_v2"``, ``"sunrgbd"``, ``"void"``,
@@ -411,8 +405,6 @@ def finetune(
     Returns:
         [`FinetuneResult`].
     """
-    from transformers import Trainer, TrainingArguments
-
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
     if save:
@@ -445,8 +437,6 @@ def finetune(
         processor = _build_processor(encoder, model, image_size)
     collator = adapter.collator(processor, seed=seed)
     if lora:
-        from peft import get_peft_model
-
         model = get_peft_model(model, lora_config_for_depth_stream(r=lora_r, model=model))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("LoRA on the depth stream (rank %d): %d trainable parameters.", lora_r, trainable)
@@ -496,109 +486,20 @@ def finetune(
     eval_metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     output_path = Path(output_dir)
+    summary = {
+        "task": task,
+        "adapter": adapter.name,
+        "encoder": str(encoder) if isinstance(encoder, str | os.PathLike) else type(encoder).__name__,
+        "lora": lora,
+        "freeze_encoder": freeze_encoder,
+        "train": train_metrics,
+        "eval": eval_metrics,
+    }
+    eval_results_path = None
     if save:
         trainer.save_model(str(output_path))
         processor.save_pretrained(str(output_path))
-        summary = {
-            "task": task,
-            "adapter": adapter.name,
-            "encoder": str(encoder) if isinstance(encoder, str | os.PathLike) else type(encoder).__name__,
-            "lora": lora,
-            "freeze_encoder": freeze_encoder,
-            "train": train_metrics,
-            "eval": eval_metrics,
-        }
         write_json(output_path / "finetune_results.json", summary, indent=2)
-        metrics_file = _write_eval_results(output_path, task, dataset, eval_metrics)
-        _write_card(output_path, metrics_file, summary)
-        logger.info("Saved the fine-tuned model, processor, metrics and card to %s.", output_path)
-    return FinetuneResult(model, trainer, train_metrics, eval_metrics, output_path)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------------------------
-def add_finetune_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Add ``vanishing-depth finetune`` to an argparse subparsers object; returns the subparser."""
-    parser = subparsers.add_parser(
-        "finetune",
-        help="Train a task head (segmentation, depth completion, classification) on a frozen encoder.",
-        description=(
-            "Fine-tune a task head on a Vanishing Depth encoder with transformers.Trainer. The encoder stays frozen "
-            "(the paper's protocol) unless --unfreeze-encoder or --lora is given."
-        ),
-    )
-    parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument(
-        "--dataset", required=True, help="Training data: a folder or .parquet file, a Hub dataset id, or redwood_demo."
-    )
-    parser.add_argument("--encoder", required=True, help="Encoder folder or Hub id (VanishingDepthModel).")
-    parser.add_argument("--output-dir", required=True, help="Where the model, processor and metrics are written.")
-    parser.add_argument(
-        "--adapter",
-        choices=["nyu_depth_v2", "sunrgbd", "void", "corpus"],
-        help="The dataset's schema (columns, depth unit, labels). Inferred for depth completion.",
-    )
-    parser.add_argument("--split", default="train", help="Training split (default: train).")
-    parser.add_argument(
-        "--eval-split", help="Evaluation split (default for local folders: validation or test if present)."
-    )
-    parser.add_argument("--num-labels", type=int, help="Number of classes (default: the adapter's).")
-    parser.add_argument("--image-size", type=int, help="Shortest edge in pixels (default: the processor's).")
-    parser.add_argument("--max-steps", type=int, default=-1, help="Training steps (-1: use --num-train-epochs).")
-    parser.add_argument("--num-train-epochs", type=float, default=3.0)
-    parser.add_argument(
-        "--learning-rate", type=float, help="Default: 1e-4 (segmentation, depth), 1e-3 (classification)."
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segmentation-head", choices=["linear", "multiscale"])
-    parser.add_argument("--unfreeze-encoder", action="store_true", help="Also train the depth stream and fusions.")
-    parser.add_argument("--lora", action="store_true", help="LoRA on the depth ViT's q/v projections.")
-    parser.add_argument("--lora-r", type=int, default=8)
-    parser.add_argument(
-        "--input-depth-pattern",
-        help="Depth completion without a sparse-depth column: simulated sensor, e.g. uniform:500, lidar:16, tof:8.",
-    )
-    parser.add_argument("--max-train-samples", type=int)
-    parser.add_argument("--max-eval-samples", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--use-cpu", action="store_true", help="Train on the CPU even if a GPU is present.")
-    parser.add_argument("--logging-steps", type=int, default=10)
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Replace what --output-dir holds (it must otherwise be empty or new)."
-    )
-    parser.set_defaults(func=run_finetune)
-    return parser
-
-
-def run_finetune(args: argparse.Namespace) -> int:
-    """Entry point of ``vanishing-depth finetune``: trains, saves, prints the metrics as JSON."""
-    result = finetune(
-        args.task,
-        args.dataset,
-        args.encoder,
-        args.output_dir,
-        adapter=args.adapter,
-        split=args.split,
-        eval_split=args.eval_split,
-        num_labels=args.num_labels,
-        image_size=args.image_size,
-        max_steps=args.max_steps,
-        num_train_epochs=args.num_train_epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        freeze_encoder=not args.unfreeze_encoder,
-        segmentation_head=args.segmentation_head,
-        lora=args.lora,
-        lora_r=args.lora_r,
-        input_depth_pattern=args.input_depth_pattern,
-        max_train_samples=args.max_train_samples,
-        max_eval_samples=args.max_eval_samples,
-        seed=args.seed,
-        use_cpu=True if args.use_cpu else None,
-        logging_steps=args.logging_steps,
-        overwrite=args.overwrite,
-    )
-    print(json.dumps({"train": result.train_metrics, "eval": result.eval_metrics}, indent=2, default=float))
-    print(f"wrote {result.output_dir}")
-    return 0
+        eval_results_path = write_eval_results(output_path, finetune_eval_results(task, dataset, eval_metrics))
+        logger.info("Saved the fine-tuned model, processor and metrics to %s.", output_path)
+    return FinetuneResult(model, trainer, train_metrics, eval_metrics, output_path, summary, eval_results_path)

@@ -1,13 +1,16 @@
-"""Self-supervised pretraining of a Vanishing Depth adapter with Accelerate (METHOD §2).
+"""Self-supervised pretraining of a Vanishing Depth adapter with Accelerate (Vanishing Depth, arXiv 2503.19947; the
+authors' main.py); its choices come from a recipe (`vanishing_depth.training.recipes`: 'library' or 'official').
 
-Runs as ``python -m vanishing_depth.training.pretrain``, as ``accelerate launch -m vanishing_depth.training.pretrain``
-and as ``vanishing-depth pretrain``; arguments are the `PretrainingArguments` dataclass, parsed with
-`HfArgumentParser` from flags or from a YAML file (``--config file.yaml``; flags override the file).
+`pretrain(PretrainingArguments(...))` runs (or resumes) a run and returns its summary. From the shell it is
+``vanishing-depth pretrain`` (``accelerate launch -m vanishing_depth.cli pretrain`` for several processes), which parses
+the `PretrainingArguments` from flags or from a YAML file (``--config file.yaml``; flags override the file) and writes
+the model card when the run is done (`vanishing_depth.cli.pretrain`).
 
 Data order is a pure function of (seed, step, process): batch ``s`` of process ``r`` is drawn with a generator
-seeded by (seed, s, r): pick a corpus with equal probability (METHOD §2.8), then uniform frames of this process's
-shard of that corpus (``split_dataset_by_node``) until one is usable (a skipped row is replaced by another row of the
-same corpus, so bad rows never shift the equal weighting), then the crops, jitter, depth randomisation and masks.
+seeded by (seed, s, r): pick a corpus with equal probability (as the authors' datasets/representation_dataset.py),
+then uniform frames of this process's shard of that corpus (``split_dataset_by_node``) until one is usable (a skipped
+row is replaced by another row of the same corpus, so bad rows never shift the equal weighting), then the crops,
+jitter, depth randomisation and masks.
 
 Output folder
 -------------
@@ -44,7 +47,7 @@ run would be overwritten.
 Bad rows
 --------
 Rows that cannot be used are skipped and counted by cause (unreadable image, unreadable depth, size mismatch, too few
-valid pixels; `vanishing_depth.training.corpora.RGBDSampleDecoder`), for training and validation alike, in every
+valid pixels; `vanishing_depth.data.RGBDSampleDecoder`), for training and validation alike, in every
 ``training_log.jsonl`` record, the summary and the final log line. The run fails, saying so, when more than
 ``max_bad_row_share`` of the rows read from one corpus (or from the validation corpus) are bad.
 
@@ -69,7 +72,6 @@ import dataclasses
 import json
 import logging
 import math
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -80,7 +82,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..configuration_vanishing_depth import VIT_SHAPES
+from ..augment import CROP_MODES, RANDOM_DEPTH_JITTERS
+from ..configuration_vanishing_depth import FUSE_CLS_TOKEN_CHOICES, VIT_SHAPES, authors_fuse_cls_token
 from ..streams_vanishing_depth import stream_adapter
 from .checkpoints import (
     check_output_dir,
@@ -98,12 +101,13 @@ from .checkpoints import (
     strict_json,
     write_json,
 )
+from .recipes import CURRICULUM_CLOCKS, RECIPES, get_recipe
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-#: Why rows are skipped (`vanishing_depth.training.corpora.SKIP_CAUSES`), and the row counts every batch carries.
+#: Why rows are skipped (`vanishing_depth.data.SKIP_CAUSES`), and the row counts every batch carries.
 SKIP_CAUSES = ("unreadable_image", "unreadable_depth", "size_mismatch", "too_few_valid")
 ROW_COUNT_KEYS = ("decoded", *SKIP_CAUSES, "resized_depth")
 #: A training corpus's bad-row share is judged once this many of its rows (or all of them) were read.
@@ -118,9 +122,16 @@ CHECKPOINT_FORMAT_VERSION = 1
 MODEL_SHAPES = VIT_SHAPES
 
 
+def _recipe_field(help_text: str):
+    """An argument whose default comes from ``--recipe`` (`vanishing_depth.training.recipes`); None = not given."""
+    return field(default=None, metadata={"help": f"{help_text} Default: the --recipe's value."})
+
+
 @dataclass
 class PretrainingArguments:
-    """Every knob of a pretraining run; defaults follow METHOD §2 (scaled-down lengths are flags)."""
+    """Every knob of a pretraining run. The arguments a recipe chooses default to None ("not given") and take the
+    value of `recipe` (`vanishing_depth.training.recipes`: 'library' by default, or 'official', the authors'
+    pretraining); a value given explicitly (flag, YAML key or keyword) always wins."""
 
     output_dir: str = field(
         default="runs/vanishing-depth", metadata={"help": "Where checkpoints, logs and the final model go."}
@@ -159,32 +170,72 @@ class PretrainingArguments:
         },
     )
     dataset_split: str = field(default="train")
-    validation_dataset: str | None = field(default=None, metadata={"help": "Held-out corpus for §2.9 validation."})
+    validation_dataset: str | None = field(default=None, metadata={"help": "Held-out corpus for the validation."})
     validation_split: str = field(default="test")
     streaming: bool = field(default=False, metadata={"help": "Stream corpora too large for the disk."})
-    image_size: int = field(default=224, metadata={"help": "Training crop size in pixels (multiple of 14)."})
-    per_device_batch_size: int = field(default=8)
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (the paper: 156k at batch 128)."})
-    samples_per_epoch: int = field(default=200_000, metadata={"help": "Samples per 'epoch' of the masking curriculum."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Peak lr of the depth ViT and fusion blocks."})
-    decoder_learning_rate: float = field(default=1e-4, metadata={"help": "Peak lr of the decoder and its heads."})
-    weight_decay: float = field(default=0.0)
-    pct_start: float = field(default=0.2, metadata={"help": "OneCycleLR warm-up share."})
-    div_factor: float = field(default=5.0)
-    final_div_factor: float = field(default=100.0)
+    recipe: str = field(
+        default="library",
+        metadata={
+            "help": f"One of {list(RECIPES)}: every argument whose default is 'the --recipe's value' takes it from "
+            "this recipe unless it is given. 'official' reproduces the authors' pretraining (KochPJ/vanishing-depth "
+            "main.py), 'library' keeps this library's choices; the README compares them "
+            "(vanishing_depth.training.recipes)."
+        },
+    )
+    image_size: int | None = _recipe_field("Training crop size in pixels (multiple of 14).")
+    crop_mode: str | None = _recipe_field(
+        "A non-square random crop is resized as it is ('stretch') or zero-padded to a square first ('pad': RGB "
+        "black, depth missing)."
+    )
+    crop_scale_min: float | None = _recipe_field("RandomResizedCrop minimum area share.")
+    color_augmentation: bool | None = _recipe_field("Colour jitter and random gray.")
+    flip_probability: float | None = _recipe_field("Probability of the horizontal flip, and of the vertical flip.")
+    depth_randomization: bool | None = _recipe_field("RandomDepth (offset, range, scale branches).")
+    random_depth_jitter: str | None = _recipe_field(
+        "RandomDepth's jitter: 'symmetric' U(1-j, 1+j) or 'authors' U(1, 1+j)."
+    )
+    depth_noise: bool | None = _recipe_field("Sensor noise on the input depth (3 mm, chaos pixels).")
+    per_device_batch_size: int | None = _recipe_field("Frames per process and micro-step.")
+    max_steps: int | None = _recipe_field("Optimizer steps.")
+    samples_per_epoch: int | None = _recipe_field("Samples per 'epoch' (the epochs clock of the masking curriculum).")
+    learning_rate: float | None = _recipe_field("Peak lr of the depth ViT and fusion blocks.")
+    decoder_learning_rate: float | None = _recipe_field("Peak lr of the decoder and its heads.")
+    weight_decay: float | None = _recipe_field("AdamW weight decay.")
+    pct_start: float | None = _recipe_field("OneCycleLR warm-up share.")
+    div_factor: float | None = _recipe_field("OneCycleLR div_factor: the start lr is peak / div_factor.")
+    final_div_factor: float | None = _recipe_field("OneCycleLR final_div_factor.")
     gradient_accumulation_steps: int = field(default=1)
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping; 0 disables it."})
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16."})
+    max_grad_norm: float | None = _recipe_field("Gradient clipping; 0 disables it.")
+    mixed_precision: str | None = _recipe_field("no, fp16 or bf16.")
     gradient_checkpointing: bool = field(default=False)
-    mask_mean_start: float = field(default=0.3)
-    mask_mean_end: float = field(default=0.5)
-    mask_std_start: float = field(default=0.1)
-    mask_std_end: float = field(default=0.3)
-    mask_warmup_epochs: float = field(default=10.0)
-    mask_curriculum_epochs: float = field(default=10.0)
-    mask_min_fraction: float = field(default=0.10, metadata={"help": "Removed share is clipped to at least this."})
-    mask_max_fraction: float = field(default=0.99, metadata={"help": "... and at most this (METHOD §2.4: 0.99)."})
-    crop_scale_min: float = field(default=0.08, metadata={"help": "RandomResizedCrop minimum area share."})
+    mask_mean_start: float | None = _recipe_field("Removed share t ~ N(mean, std): mean before the ramp.")
+    mask_mean_end: float | None = _recipe_field("... mean after the ramp.")
+    mask_std_start: float | None = _recipe_field("... std before the ramp.")
+    mask_std_end: float | None = _recipe_field(
+        "... std after the ramp (official 0.5 as the authors' runs, 0.3 intended)."
+    )
+    mask_min_fraction: float | None = _recipe_field("Removed share is clipped to at least this.")
+    mask_max_fraction: float | None = _recipe_field("... and at most this.")
+    curriculum_clock: str | None = _recipe_field(
+        "'fraction': the masking warm-up and ramp are shares of the planned samples (--mask-warmup-fraction, "
+        "--mask-ramp-fraction); 'epochs': they are epochs of --samples-per-epoch (--mask-warmup-epochs, "
+        "--mask-curriculum-epochs)."
+    )
+    mask_warmup_epochs: float | None = _recipe_field("Warm-up of the epochs clock, in epochs.")
+    mask_curriculum_epochs: float | None = _recipe_field("Ramp of the epochs clock, in epochs.")
+    mask_warmup_fraction: float | None = _recipe_field("Warm-up of the fraction clock, share of the planned samples.")
+    mask_ramp_fraction: float | None = _recipe_field("Ramp of the fraction clock, share of the planned samples.")
+    fuse_cls_token: str | None = _recipe_field(
+        "auto (the authors' rule: fused for ViT-S, width 384, not for ViT-B), true or false."
+    )
+    decoder_skips: str | None = _recipe_field("Pretraining decoder skips: 'lateral' (1x1 projections) or 'raw'.")
+    depth_patch_embedding_init: str | None = _recipe_field(
+        "Depth patch embedding init: 'trunc_normal' (std 0.02) or 'pytorch_default' (nn.Conv2d's)."
+    )
+    loss_pooling: str | None = _recipe_field("Scale-invariant loss over each 'sample' or over the whole 'batch'.")
+    position_interpolation: str | None = _recipe_field("Position-embedding resize: 'transformers' or 'dinov2'.")
+    pde_missing_depth_m: float | None = _recipe_field("The depth (metres) a missing pixel is encoded as by the PDE.")
+    pde_float_order: str | None = _recipe_field("PDE float32 arithmetic: 'library' or 'authors'.")
     min_valid_pixels: int = field(default=100)
     max_bad_row_share: float = field(
         default=0.5,
@@ -212,6 +263,7 @@ class PretrainingArguments:
         default="auto", metadata={"help": "Accelerate tracker: auto (tensorboard if installed), none, ..."}
     )
     dataloader_num_workers: int = field(default=0)
+    # Read by the commands that run `pretrain` (`vanishing-depth pretrain`, the demo): they write the card at the end.
     write_model_card: bool = field(default=True)
     debug: bool = field(
         default=False,
@@ -223,6 +275,31 @@ class PretrainingArguments:
     )
 
     def __post_init__(self) -> None:
+        recipe = get_recipe(self.recipe)
+        for name, value in recipe.values().items():
+            if getattr(self, name) is None:  # not given: the recipe's value; an explicit value wins
+                setattr(self, name, value)
+        for name, allowed in (
+            ("crop_mode", CROP_MODES),
+            ("random_depth_jitter", RANDOM_DEPTH_JITTERS),
+            ("curriculum_clock", CURRICULUM_CLOCKS),
+            ("fuse_cls_token", FUSE_CLS_TOKEN_CHOICES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}.")
+        for name in ("mask_warmup_fraction", "mask_ramp_fraction", "flip_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must be a share in [0, 1], got {getattr(self, name)!r}.")
+        if self.mask_warmup_fraction + self.mask_ramp_fraction > 1.0:
+            raise ValueError(
+                f"`mask_warmup_fraction` + `mask_ramp_fraction` must be <= 1 (shares of the same run), got "
+                f"{self.mask_warmup_fraction} + {self.mask_ramp_fraction}."
+            )
+        if min(self.mask_warmup_epochs, self.mask_curriculum_epochs) < 0:
+            raise ValueError(
+                f"`mask_warmup_epochs` and `mask_curriculum_epochs` must be >= 0, got {self.mask_warmup_epochs} and "
+                f"{self.mask_curriculum_epochs}."
+            )
         if self.image_size % 14:
             raise ValueError(f"`image_size` must be a multiple of 14 (the patch size), got {self.image_size}.")
         if self.model_shape not in MODEL_SHAPES:
@@ -232,6 +309,7 @@ class PretrainingArguments:
         for name in (
             "per_device_batch_size",
             "max_steps",
+            "samples_per_epoch",
             "gradient_accumulation_steps",
             "checkpointing_steps",
             "validation_steps",
@@ -253,26 +331,6 @@ class PretrainingArguments:
             self.dataset = [self.dataset]
 
 
-def parse_arguments(argv: list[str] | None = None) -> PretrainingArguments:
-    """Flags, or ``--config file.yaml`` (flags given next to it override the file's values)."""
-    import yaml
-    from transformers import HfArgumentParser
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(PretrainingArguments)
-    if "--config" in argv:
-        position = argv.index("--config")
-        config_path = Path(argv[position + 1])
-        del argv[position : position + 2]
-        values = yaml.safe_load(config_path.read_text()) or {}
-        (defaults,) = parser.parse_dict(values)
-        flags = parser.parse_args_into_dataclasses(argv)[0]
-        given = {a.lstrip("-").replace("-", "_").split("=")[0] for a in argv if a.startswith("--")}
-        merged = {f.name: getattr(flags if f.name in given else defaults, f.name) for f in dataclasses.fields(flags)}
-        return PretrainingArguments(**merged)
-    return parser.parse_args_into_dataclasses(argv)[0]
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Data: a deterministic batch per (step, process)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -291,41 +349,109 @@ def normalize_rgb(rgb: torch.Tensor, image_mean=None, image_std=None) -> torch.T
     return (rgb - mean.view(3, 1, 1)) / std.view(3, 1, 1)
 
 
+def planned_samples(args: PretrainingArguments, world_size: int) -> int:
+    """Frames the whole run draws: optimizer steps x accumulation x per-device batch x processes."""
+    return args.max_steps * args.gradient_accumulation_steps * args.per_device_batch_size * world_size
+
+
+def masking_curriculum(args: PretrainingArguments, world_size: int):
+    """The run's `MaskingCurriculum`, its warm-up and ramp in epochs of ``samples_per_epoch`` as the clock says.
+
+    ``curriculum_clock="fraction"``: ``mask_warmup_fraction`` and ``mask_ramp_fraction`` of the planned samples (the
+    paper's 10 + 10 of 100 epochs is 0.1 + 0.1), so a run of any length goes through the whole curriculum.
+    ``"epochs"``: ``mask_warmup_epochs`` and ``mask_curriculum_epochs`` epochs, the authors' clock (main.py re-arms the
+    curriculum every epoch of ``samples_per_epoch`` samples); a run shorter than the warm-up never leaves it.
+    """
+    from ..augment import MaskingCurriculum
+
+    if args.curriculum_clock == "epochs":
+        warmup_epochs, ramp_epochs = args.mask_warmup_epochs, args.mask_curriculum_epochs
+    else:
+        run_epochs = planned_samples(args, world_size) / args.samples_per_epoch
+        warmup_epochs, ramp_epochs = args.mask_warmup_fraction * run_epochs, args.mask_ramp_fraction * run_epochs
+    return MaskingCurriculum(
+        mean_start=args.mask_mean_start,
+        mean_end=args.mask_mean_end,
+        std_start=args.mask_std_start,
+        std_end=args.mask_std_end,
+        warmup_epochs=warmup_epochs,
+        ramp_epochs=ramp_epochs,
+    )
+
+
+def curriculum_warning(args: PretrainingArguments, world_size: int) -> str | None:
+    """Why the run's masking curriculum never leaves its warm-up (with the numbers), or None when it starts."""
+    curriculum = masking_curriculum(args, world_size)
+    planned = planned_samples(args, world_size)
+    warmup_samples = curriculum.warmup_epochs * args.samples_per_epoch
+    if planned > warmup_samples:
+        return None
+    how = (
+        f"{args.mask_warmup_epochs:g} epochs of {args.samples_per_epoch:,} samples"
+        if args.curriculum_clock == "epochs"
+        else f"{args.mask_warmup_fraction:g} of the run"
+    )
+    return (
+        f"the masking curriculum never starts: its warm-up ({args.curriculum_clock} clock) lasts "
+        f"{warmup_samples:,.0f} samples ({how}), and this run draws {planned:,} ({args.max_steps} steps x "
+        f"{args.per_device_batch_size} frames x {world_size} process(es) x {args.gradient_accumulation_steps} "
+        f"accumulation). Every batch removes t ~ N({args.mask_mean_start:g}, {args.mask_std_start:g}); the ramp to "
+        f"N({args.mask_mean_end:g}, {args.mask_std_end:g}) is never reached. Use --curriculum-clock fraction "
+        "(warm-up and ramp as shares of the run), or lower --mask-warmup-epochs or --samples-per-epoch."
+    )
+
+
 class PretrainingBatchAssembler:
     """What the map-style and the streaming data paths share: one frame's crop and jitter, and a batch's depth
     randomisation and masks, all drawn from the step's generator; plus the epoch of the masking curriculum."""
 
     def __init__(self, args: PretrainingArguments, world_size: int, normalization=None) -> None:
-        from ..processing.augmentation import MaskingCurriculum, PretrainingDepthTransform, VanishingDepthMasker
+        from ..augment import DepthNoise, PretrainingDepthTransform, RandomDepth, VanishingDepthMasker
 
         self.args = args
         self.image_mean, self.image_std = normalization if normalization is not None else (None, None)
-        curriculum = MaskingCurriculum(
-            mean_start=args.mask_mean_start,
-            mean_end=args.mask_mean_end,
-            std_start=args.mask_std_start,
-            std_end=args.mask_std_end,
-            warmup_epochs=args.mask_warmup_epochs,
-            ramp_epochs=args.mask_curriculum_epochs,
-        )
+        self.curriculum = masking_curriculum(args, world_size)
         masker = VanishingDepthMasker(min_fraction=args.mask_min_fraction, max_fraction=args.mask_max_fraction)
-        self.depth_transform = PretrainingDepthTransform(curriculum=curriculum, masker=masker)
+        self.depth_transform = PretrainingDepthTransform(
+            random_depth=RandomDepth(jitter=args.random_depth_jitter) if args.depth_randomization else None,
+            noise=DepthNoise() if args.depth_noise else None,
+            curriculum=self.curriculum,
+            masker=masker,
+        )
         self.samples_per_step = args.per_device_batch_size * world_size
 
     def epoch_at(self, step: int) -> float:
+        """The curriculum epoch (samples drawn / ``samples_per_epoch``) at micro-step `step`."""
         return step * self.samples_per_step / self.args.samples_per_epoch
+
+    def curriculum_at(self, step: int) -> tuple[float, float]:
+        """(mean, std) of the removed share t at micro-step `step`."""
+        return self.curriculum(self.epoch_at(step))
 
     def augment(self, sample, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Crop, flips, jitter of one decoded frame -> (RGB (3, s, s) in [0, 1], depth (1, s, s) metres), or None
-        when the crop holds fewer than `min_valid_pixels` measurements (METHOD §2.1 draws again)."""
-        from ..processing.rgb_augmentation import augment_rgbd_pair
+        when the crop holds fewer than `min_valid_pixels` measurements (drawn again, as the authors'
+        dataset draws another frame with fewer than 100)."""
+        from ..augment import augment_rgbd_pair
+        from ..augment.rgbd import GRAY_PROBABILITY
 
         args = self.args
         rgb = sample.rgb if sample.rgb.flags.writeable else sample.rgb.copy()  # torch warns on read-only arrays
         rgb = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
         depth = torch.from_numpy(np.ascontiguousarray(sample.depth_m))[None]
         size = (args.image_size, args.image_size)
-        rgb, depth = augment_rgbd_pair(rgb, depth, size, generator=generator, crop_scale=(args.crop_scale_min, 1.0))
+        rgb, depth = augment_rgbd_pair(
+            rgb,
+            depth,
+            size,
+            generator=generator,
+            crop_scale=(args.crop_scale_min, 1.0),
+            crop_mode=args.crop_mode,
+            flip_probability=args.flip_probability,
+            vertical_flip_probability=args.flip_probability,
+            jitter=args.color_augmentation,
+            gray_probability=GRAY_PROBABILITY if args.color_augmentation else 0.0,
+        )
         return (rgb, depth) if int((depth > 0).sum()) >= args.min_valid_pixels else None
 
     def batch(
@@ -367,7 +493,7 @@ class PretrainingBatches(torch.utils.data.Dataset):
     def __init__(
         self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int, normalization=None
     ) -> None:
-        from .corpora import RGBDSampleDecoder
+        from ..data import RGBDSampleDecoder
 
         self.args, self.rank, self.total = args, rank, total
         self.corpora = corpora
@@ -433,7 +559,7 @@ def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: in
     from datasets import Image as ImageFeature
     from datasets.distributed import split_dataset_by_node
 
-    from .corpora import load_corpus
+    from ..data import load_corpus
 
     corpora = []
     for name in args.dataset:
@@ -464,7 +590,7 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
         skip_samples: int = 0,
         normalization=None,
     ) -> None:
-        from .corpora import prepare_pretraining_corpus
+        from ..data import prepare_pretraining_corpus
 
         self.args, self.rank, self.start_step, self.total = args, rank, start_step, total
         self.skip_samples = skip_samples  # samples this process had consumed at the checkpoint (rejected crops too)
@@ -518,17 +644,50 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
 # ----------------------------------------------------------------------------------------------------------------------
 # Model, optimiser, schedule
 # ----------------------------------------------------------------------------------------------------------------------
+#: `PretrainingArguments` that are `VanishingDepthConfig` fields of the same name (plus `fuse_cls_token`, resolved by
+#: `resolve_fuse_cls_token`): the recipe's model choices.
+MODEL_CONFIG_ARGUMENTS = (
+    "decoder_skips",
+    "depth_patch_embedding_init",
+    "loss_pooling",
+    "position_interpolation",
+    "pde_missing_depth_m",
+    "pde_float_order",
+)
+
+
+def resolve_fuse_cls_token(choice: str, hidden_size: int) -> bool:
+    """``--fuse-cls-token``: "true" / "false", or "auto", the authors' rule for this width (fused for ViT-S only,
+    `vanishing_depth.configuration_vanishing_depth.authors_fuse_cls_token`, as the converter of their checkpoints)."""
+    if choice == "auto":
+        return authors_fuse_cls_token(hidden_size)
+    return choice == "true"
+
+
 def build_model(args: PretrainingArguments):
+    """The `VanishingDepthForPretraining` of the run: from `rgb_backbone` (both streams start from its weights) or
+    random-init of `model_shape`; the recipe's model choices (`MODEL_CONFIG_ARGUMENTS`, `fuse_cls_token`) go into its
+    config, `config_overrides` may set any other config field."""
     from transformers import Dinov2Config
 
     from ..configuration_vanishing_depth import VanishingDepthConfig
     from ..modeling_vanishing_depth import VanishingDepthForPretraining, VanishingDepthModel
 
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
+    clashing = sorted(set(overrides) & {*MODEL_CONFIG_ARGUMENTS, "fuse_cls_token"})
+    if clashing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in clashing)
+        raise ValueError(
+            f"`config_overrides` sets {clashing}, which are pretraining arguments of their own (chosen by --recipe); "
+            f"pass {flags} instead."
+        )
+    overrides.update({name: getattr(args, name) for name in MODEL_CONFIG_ARGUMENTS})
     if args.rgb_backbone:
         encoder = VanishingDepthModel.from_rgb_backbone(
             args.rgb_backbone, allow_pickle=args.allow_pickle, image_size=overrides.pop("image_size", None), **overrides
         )
+        # The CLS fusion has no weights of its own: the rule needs the backbone's width, known only now.
+        encoder.config.fuse_cls_token = resolve_fuse_cls_token(args.fuse_cls_token, encoder.config.hidden_size)
         model = VanishingDepthForPretraining(encoder.config)
         model.vanishing_depth.load_state_dict(encoder.state_dict())
         if encoder.config.freeze_rgb_encoder:
@@ -539,7 +698,8 @@ def build_model(args: PretrainingArguments):
         rgb_config = Dinov2Config(
             image_size=args.image_size, patch_size=14, **{**MODEL_SHAPES[args.model_shape], **rgb_overrides}
         )
-        config = VanishingDepthConfig(rgb_config=rgb_config, **overrides)
+        fuse_cls_token = resolve_fuse_cls_token(args.fuse_cls_token, rgb_config.hidden_size)
+        config = VanishingDepthConfig(rgb_config=rgb_config, fuse_cls_token=fuse_cls_token, **overrides)
         model = VanishingDepthForPretraining(config)
         logger.warning(
             "No --rgb-backbone: the RGB stream is a RANDOM-INIT DINOv2 (%s shape). Fine for tests and the demo; a real "
@@ -552,7 +712,9 @@ def build_model(args: PretrainingArguments):
 
 
 def build_optimizer(model, args: PretrainingArguments):
-    """AdamW over two groups (METHOD §2.7): depth ViT + fusion, decoder + heads. The frozen RGB stream is left out."""
+    """AdamW over two groups: depth ViT + fusion, decoder + heads (the frozen RGB stream is left out), and the
+    OneCycle schedule over `max_steps`, each group peaking at its own learning rate. (The authors' main.py passes the
+    two peaks in the opposite order of its groups; its equal defaults hide that, see `vanishing_depth.training.recipes`.)"""
     encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("decoder.")]
     decoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("decoder.")]
     optimizer = torch.optim.AdamW(
@@ -579,7 +741,7 @@ def build_optimizer(model, args: PretrainingArguments):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Validation (METHOD §2.9) with masks fixed on disk
+# Validation (the paper's AUC protocol) with masks fixed on disk
 # ----------------------------------------------------------------------------------------------------------------------
 def _validation_key(args: PretrainingArguments) -> dict[str, Any]:
     return {
@@ -663,9 +825,9 @@ def load_or_build_validation(
             metadata.get("key"),
             key,
         )
+    from ..augment import VanishingDepthMasker
+    from ..data import RGBDSampleDecoder, load_corpus
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
-    from ..processing.augmentation import VanishingDepthMasker
-    from .corpora import RGBDSampleDecoder, load_corpus
 
     corpus = load_corpus(args.validation_dataset, split=args.validation_split)
     decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
@@ -699,8 +861,8 @@ def load_or_build_validation(
 
 @torch.no_grad()
 def validate(model, validation: dict[str, torch.Tensor], batch_size: int, device) -> dict[str, float]:
-    """SI error and MAE at removed fractions 0.1 ... 0.9, and their AUC over density (METHOD §2.9)."""
-    from .metrics import PretrainingValidationMetrics
+    """SI error and MAE at removed fractions 0.1 ... 0.9, and their AUC over density (the paper's validation)."""
+    from ..evaluation import PretrainingValidationMetrics
 
     was_training = model.training
     model.eval()
@@ -853,6 +1015,9 @@ class _PretrainingRun:
         """This process's batches from the resumed micro-step on (map-style or streaming), and per corpus the rows
         read before its bad-row share is judged."""
         args, rank, world_size = self.args, self.rank, self.world_size
+        warning = curriculum_warning(args, world_size)
+        if warning and self.accelerator.is_main_process:
+            logger.warning("%s", warning)
         micro_total = args.max_steps * args.gradient_accumulation_steps
         micro_start = self.start_step * args.gradient_accumulation_steps
         normalization = self._rgb_normalization()
@@ -1087,12 +1252,17 @@ class _PretrainingRun:
         args, step = self.args, self.step
         training_rows = self._rows_summary(counts, redrawn)["training"]
         learning_rates = self.scheduler.get_last_lr()
+        micro_step = step * args.gradient_accumulation_steps
+        mask_mean, mask_std = self.batches.assembler.curriculum_at(micro_step)
         record = {
             "step": step,
             "loss": loss,
             "lr": learning_rates[0],
             "decoder_lr": learning_rates[1],
-            "epoch": self.batches.epoch_at(step * args.gradient_accumulation_steps),
+            "epoch": self.batches.epoch_at(micro_step),
+            # the curriculum's t ~ N(mask_mean, mask_std) from here on, and the share this step's batch removed
+            "mask_mean": mask_mean,
+            "mask_std": mask_std,
             "removed_fraction": float(batch["removed_fraction"].mean()),
             "rows_read": training_rows["rows_read"],
             "skipped": training_rows["skipped"],
@@ -1215,7 +1385,8 @@ def pretrain(args: PretrainingArguments) -> dict[str, Any]:
 
 def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> None:
     """Encoder + image processor in ``output_dir`` (AutoModel / AutoImageProcessor), the full model with its decoder
-    in ``output_dir/pretraining``, a summary JSON and the model card."""
+    in ``output_dir/pretraining`` and a summary JSON (the model card is the caller's: ``vanishing-depth pretrain``
+    writes it)."""
     from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 
     output_dir = Path(args.output_dir)
@@ -1225,37 +1396,7 @@ def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> No
     processor.save_pretrained(output_dir)
     processor.save_pretrained(output_dir / "pretraining")
     write_json(output_dir / "pretraining_summary.json", {k: v for k, v in summary.items() if k != "history"}, indent=2)
-    if args.write_model_card:
-        write_card(output_dir, args)
 
-
-def write_card(output_dir: Path, args: PretrainingArguments) -> None:
-    try:
-        from ..hub_cards import build_model_card
-    except ImportError:  # pragma: no cover - hub_cards ships with the package
-        logger.warning("hub_cards unavailable: no model card written.")
-        return
-    metrics_files = [p for p in [output_dir / "eval_results.json"] if p.is_file()]
-    card = build_model_card(output_dir, metrics_files=metrics_files, training_args=dataclasses.asdict(args))
-    card.save(str(output_dir / "README.md"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_arguments(argv)
-    summary = pretrain(args)
-    last = summary["history"][-1]["loss"] if summary["history"] else None
-    training, validation = summary["rows"]["training"], summary["rows"]["validation"]
-    print(
-        f"done: {summary['steps']} steps, last loss {'n/a' if last is None else f'{last:.4f}'}, model in "
-        f"{args.output_dir}; rows skipped by cause: training {training['skipped']} of {training['rows_read']} read, "
-        f"validation {validation['skipped']} of {validation['rows_read']} read"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 __all__ = [
     "MODEL_SHAPES",
@@ -1268,7 +1409,6 @@ __all__ = [
     "build_optimizer",
     "check_output_dir",
     "check_resume",
-    "parse_arguments",
     "pickle_files",
     "pretrain",
     "read_training_state",

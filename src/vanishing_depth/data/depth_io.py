@@ -23,6 +23,12 @@ float    float32 TIFF (PIL mode ``F``), ``.npy``, ``.npz`` metres already (``dat
 ``format="auto"`` is only allowed where the file itself leaves no doubt (``.npy`` / ``.npz`` / float TIFF -> ``float``,
 ``.pgm`` -> ``nyu_raw``). A 16-bit PNG can be any of ``mm``, ``kitti``, ``tum`` or ``sunrgbd``, which differ by factors
 of 4 to 5 or by a bit rotation, so ``auto`` refuses it instead of guessing.
+
+One decoder into metres: `decode_depth` takes a depth map as any RGB-D row or caller holds it (an undecoded
+``datasets.Image`` cell, a path, a PIL image, an array) with its unit (a ``depth_scale`` in metres per stored unit,
+or a ``format`` above) and is what the corpus decoder, the fine-tuning collator and the pipeline call. The checks
+every map goes through (integer maps need a unit, 8-bit and colour maps are refused, NaN / inf become 0 with a
+warning, negative depth raises) are those of the image processor's `depth_to_metres`, on which this module builds.
 """
 
 from __future__ import annotations
@@ -30,18 +36,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
+
+from ..image_processing_vanishing_depth import depth_to_metres
+from .image_io import UnsupportedImageError, open_image
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEPTH_FORMATS",
     "DepthFormat",
+    "decode_depth",
     "decode_depth_array",
     "encode_depth",
     "load_depth",
@@ -103,15 +112,15 @@ def _check_format(format: str, *, allow_auto: bool) -> None:
         raise ValueError(f"`format` must be one of {names}, got {format!r}.")
 
 
-def _visualisation_error(what: str) -> ValueError:
-    return ValueError(
-        f"depth needs 16 or 32 bits; this looks like a visualisation ({what}), not a depth map. "
-        "Use the sensor's 16-bit PNG / PGM or a float32 TIFF / .npy instead."
+def _visualisation_error(what: str) -> UnsupportedImageError:
+    return UnsupportedImageError(
+        f"depth needs 16 or 32 bits; this looks like a visualisation ({what}), not a depth map: 8-bit data cannot "
+        "hold metric depth. Use the sensor's 16-bit PNG / PGM or a float32 TIFF / .npy instead."
     )
 
 
-def _colour_error(what: str) -> ValueError:
-    return ValueError(
+def _colour_error(what: str) -> UnsupportedImageError:
+    return UnsupportedImageError(
         f"depth must be a single-channel map of shape (H, W), got a colour image ({what}). "
         "Pass the depth file, not the RGB frame or a colourised depth visualisation."
     )
@@ -131,29 +140,36 @@ def _to_2d(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         raise _colour_error(f"array of shape {array.shape}")
     if array.ndim != 2:
-        raise ValueError(f"`array` must be a depth map of shape (H, W), got shape {array.shape}.")
+        raise UnsupportedImageError(f"depth must be a map of shape (H, W), got shape {array.shape}.")
     return array
 
 
-def _sanitise_float(depth: np.ndarray) -> np.ndarray:
-    depth = np.asarray(depth, dtype=np.float32)
-    finite = np.isfinite(depth)
-    if not finite.all():
-        count = int(depth.size - np.count_nonzero(finite))
-        warnings.warn(f"depth has {count} NaN/inf value(s); they are set to 0 (missing).", RuntimeWarning, stacklevel=3)
-        depth = np.where(finite, depth, np.float32(0.0))
-    if (depth < 0).any():
-        count = int(np.count_nonzero(depth < 0))
-        raise ValueError(
-            f"depth must be >= 0 metres (0 = missing), got {count} negative value(s), min {float(depth.min()):.4g}."
+def _stored_values(value: np.ndarray | Image.Image) -> np.ndarray:
+    """The stored values of a depth map as an (H, W) integer or float array, refusing what cannot hold depth (8-bit,
+    boolean, colour or non-numeric data) with an `UnsupportedImageError`."""
+    if isinstance(value, Image.Image):
+        mode = value.mode
+        if mode in _EIGHT_BIT_MODES:
+            raise _visualisation_error(f"PIL mode {mode}")
+        if mode not in ("I", "F") and not mode.startswith("I;16"):
+            raise _colour_error(f"PIL mode {mode}")
+        array = np.asarray(value)
+        if mode.startswith("I;16"):
+            array = array.astype(np.uint16)  # I;16B decodes to a big-endian dtype; normalise it
+    else:
+        array = np.asarray(value)
+    array = _to_2d(array)
+    if array.dtype == np.bool_ or (np.issubdtype(array.dtype, np.integer) and array.dtype.itemsize == 1):
+        raise _visualisation_error(f"{array.dtype} array")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise UnsupportedImageError(
+            f"depth must hold integer sensor counts or float metres, got a {array.dtype} array."
         )
-    return np.ascontiguousarray(depth, dtype=np.float32)
+    return array
 
 
 def _check_integer_counts(values: np.ndarray, format: str) -> np.ndarray:
     """Check an integer array from a 16-bit image and return it as uint16."""
-    if values.dtype == np.bool_ or (np.issubdtype(values.dtype, np.integer) and values.dtype.itemsize == 1):
-        raise _visualisation_error(f"{values.dtype} array")
     if not np.issubdtype(values.dtype, np.integer):
         raise ValueError(
             f"format {format!r} decodes integer sensor counts, got a {values.dtype} array. "
@@ -167,6 +183,24 @@ def _check_integer_counts(values: np.ndarray, format: str) -> np.ndarray:
     if values.size and values.max() > 0xFFFF:
         raise ValueError(f"format {format!r} stores 16-bit counts (<= 65535), got a maximum of {int(values.max())}.")
     return values.astype(np.uint16, copy=False)
+
+
+def _decode_stored(values: np.ndarray, format: str, name: str) -> np.ndarray:
+    """Stored values (from `_stored_values`) in the convention `format` -> float32 metres."""
+    if format == "float":
+        if not np.issubdtype(values.dtype, np.floating):
+            raise ValueError(
+                f"format 'float' expects metres as a float array, got {values.dtype}; integer sensor counts need "
+                f"one of {list(_INTEGER_FORMATS)}."
+            )
+        return depth_to_metres(values, None, name=name)
+    counts = _check_integer_counts(values, format)
+    if format == "nyu_raw":
+        return _decode_nyu_raw(counts)
+    if format == "sunrgbd":
+        # Undo SUN RGB-D's 3-bit right rotation; uint16 shifts drop the overflowing bits as the toolbox does.
+        counts = (counts >> np.uint16(3)) | (counts << np.uint16(13))
+    return depth_to_metres(counts, DEPTH_FORMATS[format].metres_per_unit, name=name)
 
 
 def decode_depth_array(array: np.ndarray | Image.Image, format: str) -> np.ndarray:
@@ -184,36 +218,69 @@ def decode_depth_array(array: np.ndarray | Image.Image, format: str) -> np.ndarr
         (H, W) float32 depth in metres, 0 = missing.
 
     Raises:
-        ValueError: unknown format, 8-bit or colour data, negative values, integers for ``float`` or floats for an
-            integer format, values that do not fit the format.
+        UnsupportedImageError (a ValueError): 8-bit or colour data.
+        ValueError: unknown format, negative values, integers for ``float`` or floats for an integer format, values
+            that do not fit the format.
     """
     _check_format(format, allow_auto=False)
-    if isinstance(array, Image.Image):
-        if array.mode in _EIGHT_BIT_MODES:
-            raise _visualisation_error(f"PIL mode {array.mode}")
-        if array.mode not in ("I", "F") and not array.mode.startswith("I;16"):
-            raise _colour_error(f"PIL mode {array.mode}")
-        array = np.asarray(array)
-    array = _to_2d(np.asarray(array))
+    return _decode_stored(_stored_values(array), format, "depth")
 
-    if format == "float":
-        if not np.issubdtype(array.dtype, np.floating):
-            if array.dtype.itemsize == 1:
-                raise _visualisation_error(f"{array.dtype} array")
+
+def decode_depth(
+    value: Any, depth_scale: float | None = None, format: str | None = None, *, what: str = "depth"
+) -> np.ndarray:
+    """One depth map, as an RGB-D row or a caller holds it, to float32 metres (H, W), 0 = missing.
+
+    The decoder of every reader: the corpus decoder (`vanishing_depth.data.decoding`), the fine-tuning collator and
+    the pipeline call it, so a row decodes the same way in pretraining and fine-tuning.
+
+    Args:
+        value: anything `open_image` accepts: an undecoded ``datasets.Image`` cell ``{"bytes", "path"}``, a PIL image
+            (mode ``I;16``, ``I`` or ``F``), a path, a NumPy array or a torch tensor of shape (H, W), (H, W, 1) or
+            (1, H, W). Image cells are opened like RGB frames (decoded at once, EXIF orientation applied).
+        depth_scale: metres per stored unit (the corpus schema's ``depth_scale``): required for integer maps (0.001
+            for millimetre PNGs, 1/256 for KITTI, 1/5000 for TUM); a float map is taken as ``value * depth_scale``
+            metres (metres as stored when it is None or 1.0).
+        format: a `DEPTH_FORMATS` name instead of `depth_scale`, for conventions that are not a plain scale
+            (``"sunrgbd"``, ``"nyu_raw"``) or to declare the unit by name (``"mm"``, ``"kitti"``, ``"float"``, ...).
+        what: how error messages name the map, e.g. ``"row 3 column 'depth'"``.
+
+    Raises:
+        UnsupportedImageError (a ValueError): 8-bit, colour or non-numeric data, or a value of an unsupported type.
+        ValueError: an integer map without a unit, both `depth_scale` and `format`, a bad scale or format, negative
+            depth, counts that do not fit the format.
+        OSError and the other `vanishing_depth.data.image_io.UNREADABLE_IMAGE_ERRORS`: bytes that cannot be decoded.
+        NaN / inf become 0 (missing) with a `RuntimeWarning`.
+    """
+    if format is not None:
+        _check_format(format, allow_auto=False)
+        if depth_scale is not None:
+            raise ValueError(f"{what}: pass either `format` or `depth_scale`, not both ({format!r}, {depth_scale!r}).")
+    if depth_scale is not None:
+        try:
+            scale = float(depth_scale)
+        except (TypeError, ValueError):
+            scale = float("nan")
+        if not (np.isfinite(scale) and scale > 0):
             raise ValueError(
-                f"format 'float' expects metres as a float array, got {array.dtype}; integer sensor counts need "
-                f"one of {list(_INTEGER_FORMATS)}."
+                f"{what}: `depth_scale` must be a positive number of metres per stored unit, got {depth_scale!r}."
             )
-        return _sanitise_float(array)
-
-    values = _check_integer_counts(array, format)
-    if format in ("mm", "kitti", "tum"):
-        return values.astype(np.float32) / np.float32(_UNITS_PER_METRE[format])
-    if format == "sunrgbd":
-        # Undo SUN RGB-D's 3-bit right rotation; uint16 shifts drop the overflowing bits as the toolbox does.
-        millimetres = (values >> np.uint16(3)) | (values << np.uint16(13))
-        return millimetres.astype(np.float32) / np.float32(1000.0)
-    return _decode_nyu_raw(values)
+        depth_scale = scale
+    opened = open_image(value, what)
+    try:
+        values = _stored_values(opened)
+        if format is not None:
+            return _decode_stored(values, format, what)
+        if np.issubdtype(values.dtype, np.floating):
+            if depth_scale is not None and depth_scale != 1.0:
+                values = values.astype(np.float64) * depth_scale  # stored float units -> metres
+            return depth_to_metres(values, None, name=what)
+        return depth_to_metres(values, depth_scale, name=what)
+    except ValueError as error:  # every message names the map
+        message = str(error)
+        if message.startswith(what):
+            raise
+        raise type(error)(f"{what}: {message}") from None
 
 
 def _decode_nyu_raw(disparity: np.ndarray) -> np.ndarray:
@@ -305,17 +372,9 @@ def _read_image(path: Path) -> np.ndarray:
             raise _visualisation_error(f"{bit_depth}-bit greyscale PNG")
     try:
         with Image.open(path) as image:
-            mode = image.mode
-            if mode in _EIGHT_BIT_MODES:
-                raise _visualisation_error(f"{image.format} in PIL mode {mode}")
-            if mode not in ("I", "F") and not mode.startswith("I;16"):
-                raise _colour_error(f"{image.format} in PIL mode {mode}")
-            array = np.array(image)
+            return _stored_values(image)  # checks the mode before decoding the pixels
     except (OSError, SyntaxError) as error:  # truncated or corrupt files: PIL's messages do not name the file
         raise ValueError(f"{path}: cannot be decoded as a depth image ({type(error).__name__}: {error}).") from None
-    if mode.startswith("I;16"):
-        array = array.astype(np.uint16)  # I;16B decodes to a big-endian dtype; normalise it
-    return array
 
 
 def _read_raw(path: Path, format: str) -> tuple[np.ndarray, str]:

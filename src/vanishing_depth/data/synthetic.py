@@ -1,3 +1,4 @@
+# Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """Procedural synthetic RGB-D scenes: a pinhole camera inside a textured room with boxes and spheres.
 
 The scenes add cheap geometric variety to a pretraining mix and give tests RGB-D frames with an exactly known
@@ -27,6 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from datasets import Dataset
+from PIL import Image
+
+from .depth_io import encode_depth
+from .schema import RGBD_CORPUS_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -307,8 +313,6 @@ def render_synthetic_scene(
 
 
 def _encode_png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -317,8 +321,6 @@ def _encode_png(array: np.ndarray) -> bytes:
 def _synthetic_rows(
     num_frames: int, height: int, width: int, seed: int, missing_pixels: bool, renderer_version: str
 ) -> Iterator[dict]:
-    from vanishing_depth.processing.depth_io import encode_depth
-
     for index in range(num_frames):
         # One independent stream per frame, so frame i does not depend on how many frames come before it.
         rgb, depth_m, intrinsics = render_synthetic_scene(
@@ -348,17 +350,13 @@ def synthetic_corpus(
     keep_in_memory: bool = False,
     cache_dir: str | None = None,
 ):
-    """Build a `datasets.Dataset` of synthetic frames in the RGB-D corpus schema (see `training.corpora`).
+    """Build a `datasets.Dataset` of synthetic frames in the RGB-D corpus schema (see `vanishing_depth.data.schema`).
 
     RGB is stored as a lossless PNG, depth as a 16-bit millimetre PNG with `depth_scale` 0.001 (so depth is
     quantised to 1 mm), `intrinsics` are the frame's `(fx, fy, cx, cy)` in pixels, `source` is "synthetic" and
     `frame_id` is "<seed>-<index>". Frame `i` is rendered from `np.random.default_rng([seed, i])`, so the corpus is
     deterministic for a seed and its frames do not depend on `num_frames`.
     """
-    from datasets import Dataset
-
-    from .corpora import RGBD_CORPUS_FEATURES
-
     if not isinstance(num_frames, (int, np.integer)) or isinstance(num_frames, bool) or num_frames < 1:
         raise ValueError(f"`num_frames` must be an int >= 1, got {num_frames!r}.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:

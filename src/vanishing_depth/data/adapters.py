@@ -1,16 +1,18 @@
+# Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """Dataset adapters: what the columns of a public RGB-D dataset mean, in which unit its depth is stored, and which
 label convention it uses, so that [`RGBDCollator`] and the metrics can be built without guessing.
 
 Shipped adapters (each a function returning an [`RGBDDatasetAdapter`], registered in `ADAPTERS`):
 
 * ``"nyu_depth_v2"``: NYU Depth v2, 40-class segmentation (labels 1..40, 0 = unlabelled, so `reduce_labels`), scene
-  classification into the 10 classes of METHOD §3.3 (other scene names -> ``others``), or depth completion with the
-  input simulated from the dense depth. Depth: millimetre 16-bit PNGs (``"mm"``) by default; float metres
-  (``"float"``, e.g. ``sayakpaul/nyu_depth_v2``'s ``depth_map``) on request.
+  classification into the 10 classes of the authors' datasets/nyu_depth_v2.py (other scene names -> ``others``), or
+  depth completion with the input simulated from the dense depth. Depth: millimetre 16-bit PNGs (``"mm"``) by
+  default; float metres (``"float"``, e.g. ``sayakpaul/nyu_depth_v2``'s ``depth_map``) on request.
 * ``"sunrgbd"``: SUN RGB-D, 37 classes with `reduce_labels` (0 = unlabelled). Depth: the toolbox's bit-rotated
   millimetre PNGs (``"sunrgbd"``) by default; pass ``depth_format="mm"`` for exports that store plain millimetres.
 * ``"void"``: VOID-style depth completion: RGB, a sparse input depth and a dense ground truth, both 16-bit PNGs with
-  value / 256 = metres (``"kitti"``); evaluated on 0.2-5.0 m, errors in millimetres (METHOD §3.2, §5 #11).
+  value / 256 = metres (``"kitti"``, as the authors' datasets/void.py reads them); evaluated on 0.2-5.0 m, errors in
+  millimetres (the VOID benchmark's convention).
 * ``"corpus"``: the project's RGB-D corpus schema (``image``, ``depth``, per-row ``depth_scale``, ...).
 
 The column names are the common ones on the Hub (`wyrx/NYUDepthv2_seg`, `wyrx/SUNRGBD_seg`: ``image``, ``depth``,
@@ -26,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
-from ..processing.depth_io import DEPTH_FORMATS
 from .collators import TASKS, RGBDCollator
+from .depth_io import DEPTH_FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ NYU40_CLASSES = (
 )  # fmt: skip
 # SUN RGB-D 37 classes: the first 37 of the NYU40 list, label 1..37; 0 = unlabelled.
 SUNRGBD37_CLASSES = NYU40_CLASSES[:37]
-# NYUv2 scene classification, METHOD §3.3: 9 named scene types, everything else -> "others".
+# NYUv2 scene classification (authors' datasets/nyu_depth_v2.py): 9 named scene types, everything else -> "others".
 NYU_SCENE_CLASSES = (
     "bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office", "home_office", "classroom",
     "bookstore", "others",
@@ -66,7 +68,7 @@ _logged_other_scenes: set[str] = set()
 
 
 def nyu_scene_label(scene: Any) -> int:
-    """Class id (0..9) of an NYUv2 scene name in the 10-class protocol of METHOD §3.3.
+    """Class id (0..9) of an NYUv2 scene name in the 10-class protocol of the authors' datasets/nyu_depth_v2.py.
 
     Accepts scene types (``"living_room"``, ``"Living Room"``), scene ids (``"living_room_0001a"``) and ids that are
     already ints in [0, 10). Any other scene type (``"basement"``, ``"office_kitchen"``, ...) is ``others`` (9); each
@@ -172,7 +174,8 @@ class RGBDDatasetAdapter:
 
     def metrics(self, ignore_index: int = 255):
         """The streaming metric of the task, usable as `Trainer(compute_metrics=...)` with `batch_eval_metrics`."""
-        from .metrics import ClassificationMetrics, DepthMetrics, SegmentationMetrics
+        # Imported here: the evaluation package imports the adapters (its completion sweep reads datasets through them).
+        from ..evaluation import ClassificationMetrics, DepthMetrics, SegmentationMetrics
 
         if self.task == "segmentation":
             return SegmentationMetrics(num_labels=self.num_labels, ignore_index=ignore_index, id2label=self.id2label)
@@ -228,7 +231,7 @@ def nyu_depth_v2_adapter(
             num_labels=len(NYU_SCENE_CLASSES),
             id2label=_labels(NYU_SCENE_CLASSES),
             label_map=nyu_scene_label,
-            description="NYU Depth v2, 10-class scene classification (METHOD §3.3)",
+            description="NYU Depth v2, 10-class scene classification",
         )
     return RGBDDatasetAdapter(
         **common,
@@ -292,8 +295,8 @@ def void_adapter(
 def corpus_adapter(
     task: str = "depth", input_depth_pattern: str = "uniform:500", eval_range_m: tuple[float, float] | None = None
 ) -> RGBDDatasetAdapter:
-    """The project's RGB-D corpus schema (`training.corpora`): depth in `depth_scale` units per row, no labels, so
-    depth completion only, with the input simulated from the depth by `input_depth_pattern`."""
+    """The project's RGB-D corpus schema (`vanishing_depth.data.schema`): depth in `depth_scale` units per row, no
+    labels, so depth completion only, with the input simulated from the depth by `input_depth_pattern`."""
     if task != "depth":
         raise ValueError(f"the corpus schema has no labels: only task='depth' (completion), got {task!r}.")
     return RGBDDatasetAdapter(

@@ -1,4 +1,4 @@
-"""Depth-completion evaluation protocol: one model, one dataset, a sweep over sensor input patterns.
+"""Depth-completion evaluation: one sweep over sensor input patterns, for one model and any other methods.
 
 For every frame the dense depth of the dataset is the ground truth; each pattern simulates what a sensor would give
 the model on the model's input grid ([`simulate_depth_input`]): 150 / 500 / 1500 uniformly sampled points (VOID's
@@ -9,17 +9,17 @@ pattern, so a run is reproducible and two models evaluated with the same seed se
 
 Other methods run on exactly the same inputs through `predictors` (a name -> ``(pixel_values, sparse_depth_m) ->
 predicted_depth_m`` callable): `model_predictor` for another model (e.g. the same model untrained) and the classical
-baselines `nearest_fill` / `median_fill` (`BASELINE_PREDICTORS`). The demo is this sweep with ``fraction:P`` patterns.
+baselines `nearest_fill` / `median_fill` (`BASELINE_PREDICTORS`). The demo (`vanishing_depth.demo`) is this sweep
+with ``fraction:P`` patterns.
 
-Outputs: a table printed to stdout, ``completion_metrics.json`` (``settings``, the model's ``metrics`` per pattern and,
-with predictors, ``methods``: every method's metrics per pattern), ``completion_sweep.png`` and, with predictors,
-``rmse_by_method.png`` (matplotlib, Agg canvas; no global backend change). Works on any dataset in the RGB-D corpus schema (`training.corpora`) or any schema an
-adapter describes; ``vanishing-depth evaluate-completion`` runs it from the shell.
+Outputs: a table printed to stdout, ``completion_metrics.json`` (`vanishing_depth.evaluation.results`),
+``completion_sweep.png`` and, with predictors, ``rmse_by_method.png`` (`vanishing_depth.evaluation.plots`). Works on
+any dataset in the RGB-D corpus schema (`vanishing_depth.data.schema`) or any schema an adapter describes;
+``vanishing-depth evaluate-completion`` runs it from the shell.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -30,11 +30,12 @@ from typing import Any
 
 import torch
 
+from ..data import RGBDDatasetAdapter, corpus_adapter, get_adapter, parse_depth_pattern, simulate_depth_input
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..pipeline_vanishing_depth import completed_depth, load_completion_model
-from .adapters import RGBDDatasetAdapter, corpus_adapter, get_adapter
-from .checkpoints import write_json
-from .collators import parse_depth_pattern, simulate_depth_input
+from .depth import DepthMetrics
+from .plots import plot_completion_sweep, plot_method_comparison
+from .results import write_completion_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +43,13 @@ __all__ = [
     "BASELINE_PREDICTORS",
     "DEFAULT_COMPLETION_PATTERNS",
     "CompletionEvalResult",
-    "add_evaluate_completion_subcommand",
+    "Predictor",
     "evaluate_completion",
     "format_completion_table",
     "format_method_table",
     "median_fill",
     "model_predictor",
     "nearest_neighbour_fill",
-    "run_evaluate_completion",
 ]
 
 DEFAULT_COMPLETION_PATTERNS = ("uniform:150", "uniform:500", "uniform:1500", "lidar:16", "tof:8", "holes")
@@ -148,14 +148,25 @@ def format_completion_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def format_method_table(
-    methods: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str = "rmse_m", title: str | None = None
+    methods: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metric: str = "rmse_m",
+    title: str | None = None,
+    column_titles: Mapping[str, str] | None = None,
 ) -> str:
-    """One row per method, one column per pattern, `metric` in each cell (e.g. RMSE in metres)."""
+    """One row per method, one column per pattern, `metric` in each cell (e.g. RMSE in metres).
+
+    Args:
+        methods: `{method: {pattern: metrics}}`, every method over the same patterns (those of the first are shown).
+        metric: the key shown.
+        title: an optional first line.
+        column_titles: a header per pattern (default: the pattern itself), e.g. ``{"fraction:0.1": "10.0%"}``.
+    """
     patterns = list(next(iter(methods.values())))
-    width = max(9, *(len(p) + 1 for p in patterns))
+    headers = [(column_titles or {}).get(pattern, pattern) for pattern in patterns]
+    width = max(10, *(len(header) + 1 for header in headers))
     name_width = max(14, *(len(m) + 2 for m in methods))
     lines = [title] if title else []
-    lines.append(f"{'method':<{name_width}}" + "".join(f"{p:>{width}}" for p in patterns))
+    lines.append(f"{'method':<{name_width}}" + "".join(f"{header:>{width}}" for header in headers))
     for method, per_pattern in methods.items():
         cells = []
         for pattern in patterns:
@@ -163,53 +174,6 @@ def format_method_table(
             cells.append(f"{'nan' if value is None or math.isnan(value) else f'{value:.3f}':>{width}}")
         lines.append(f"{method:<{name_width}}" + "".join(cells))
     return "\n".join(lines)
-
-
-def _write_method_plot(
-    methods: Mapping[str, Mapping[str, Mapping[str, float]]], path: Path, title: str, metric: str = "rmse_m"
-) -> None:
-    """`metric` of every method over the patterns, one line each (Agg canvas: no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    patterns = list(next(iter(methods.values())))
-    figure = Figure(figsize=(max(6.0, 0.9 * len(patterns) + 3.0), 4.2), layout="constrained")
-    FigureCanvasAgg(figure)
-    axis = figure.subplots()
-    for method, per_pattern in methods.items():
-        axis.plot(range(len(patterns)), [per_pattern[p].get(metric, float("nan")) for p in patterns], "o-", label=method)
-    axis.set_xticks(range(len(patterns)), patterns, rotation=20, ha="right")
-    axis.set_xlabel("input pattern")
-    axis.set_ylabel(metric.replace("_m", " (m)").replace("_mm", " (mm)"))
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    figure.savefig(path, dpi=110)
-
-
-def _write_plot(metrics: Mapping[str, Mapping[str, float]], path: Path, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    patterns = list(metrics)
-    figure = Figure(figsize=(max(6.0, 1.1 * len(patterns) + 2.0), 6.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(2, 1, sharex=True)
-    positions = range(len(patterns))
-    rmse = [metrics[p].get("rmse_mm", float("nan")) for p in patterns]
-    mae = [metrics[p].get("mae_mm", float("nan")) for p in patterns]
-    width = 0.4
-    axes[0].bar([x - width / 2 for x in positions], rmse, width, label="RMSE")
-    axes[0].bar([x + width / 2 for x in positions], mae, width, label="MAE")
-    axes[0].set_ylabel("error (mm)")
-    axes[0].legend()
-    axes[0].set_title(title)
-    axes[1].bar(list(positions), [metrics[p].get("delta1", float("nan")) for p in patterns], 0.6, color="tab:green")
-    axes[1].set_ylabel("delta < 1.25")
-    axes[1].set_ylim(0.0, 1.0)
-    axes[1].set_xticks(list(positions), patterns, rotation=20, ha="right")
-    axes[1].set_xlabel("input pattern (simulated on the model's input grid)")
-    figure.savefig(path, dpi=100)
 
 
 def _batches(dataset: Iterable[Mapping[str, Any]], batch_size: int, max_samples: int | None):
@@ -244,6 +208,7 @@ def evaluate_completion(
     print_table: bool = True,
     predictors: Mapping[str, Predictor] | None = None,
     model_name: str = "model",
+    settings: Mapping[str, Any] | None = None,
 ) -> CompletionEvalResult:
     """Evaluate a depth-completion model over a sweep of simulated sensor patterns.
 
@@ -266,12 +231,14 @@ def evaluate_completion(
         predictors: other methods scored on exactly the same inputs, by name (`model_predictor(other_model)`,
             `BASELINE_PREDICTORS`); their results, and the model's under `model_name`, go to `result.methods`.
         model_name: the model's name in the method table.
+        settings: further entries for the record's ``settings`` (e.g. how the model was trained).
 
     Returns:
         [`CompletionEvalResult`].
     """
-    from .finetune import load_split
-    from .metrics import DepthMetrics  # imports datasets / evaluate: only when a sweep runs
+    # Imported here, not at the top: vanishing_depth.training.finetune imports this package (its metrics and
+    # results files), so a top-level import would be a cycle.
+    from ..training.finetune import load_split
 
     if not patterns:
         raise ValueError("`patterns` must name at least one sensor pattern, e.g. ['uniform:500'].")
@@ -347,7 +314,7 @@ def evaluate_completion(
         table += "\n\n" + format_method_table(all_methods, "rmse_m", "RMSE (m) by method and input pattern")
     if print_table:
         print(table)
-    settings = {
+    record_settings = {
         "model": source or type(model).__name__,
         "adapter": adapter.name,
         "patterns": list(patterns),
@@ -357,89 +324,18 @@ def evaluate_completion(
         "seed": seed,
     }
     if predictors:
-        settings["methods"] = list(all_methods)
-    result = CompletionEvalResult(metrics=results, table=table, settings=settings, methods=all_methods)
+        record_settings["methods"] = list(all_methods)
+    record_settings.update(settings or {})
+    result = CompletionEvalResult(metrics=results, table=table, settings=record_settings, methods=all_methods)
     if output_dir is not None:
         output = Path(output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        result.json_path = output / "completion_metrics.json"
-        record = {"settings": settings, "metrics": results, **({"methods": all_methods} if all_methods else {})}
-        write_json(result.json_path, record, indent=2)
+        result.json_path = write_completion_metrics(output, record_settings, results, all_methods)
         result.plot_path = output / "completion_sweep.png"
-        _write_plot(results, result.plot_path, f"Depth completion sweep ({num_frames} frames, {adapter.name})")
+        plot_completion_sweep(
+            results, result.plot_path, f"Depth completion sweep ({num_frames} frames, {adapter.name})"
+        )
         if all_methods:
             result.methods_plot_path = output / "rmse_by_method.png"
-            _write_method_plot(all_methods, result.methods_plot_path, f"RMSE by method ({num_frames} frames)")
+            plot_method_comparison(all_methods, result.methods_plot_path, f"RMSE by method ({num_frames} frames)")
         logger.info("Wrote %s and %s.", result.json_path, result.plot_path)
     return result
-
-
-def add_evaluate_completion_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Add ``vanishing-depth evaluate-completion`` to an argparse subparsers object; returns the subparser."""
-    parser = subparsers.add_parser(
-        "evaluate-completion",
-        help="Evaluate a depth-completion model over simulated sensor patterns.",
-        description=(
-            "Depth-completion sweep: for each input pattern (uniform points, LiDAR lines, low-res dToF, dense with "
-            "holes) simulate the sensor from the dataset's dense depth, predict, and score against the dense depth. "
-            "Prints a table and writes completion_metrics.json and completion_sweep.png."
-        ),
-    )
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="A folder or Hub id with a trained decoder: a depth head (VanishingDepthForDepthEstimation) or a "
-        "pretraining folder (VanishingDepthForPretraining). An encoder folder is refused.",
-    )
-    parser.add_argument(
-        "--dataset", required=True, help="Corpus-schema data: folder, .parquet, Hub id or redwood_demo."
-    )
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--adapter", choices=["corpus", "void", "nyu_depth_v2"], default="corpus")
-    parser.add_argument(
-        "--patterns",
-        nargs="+",
-        default=list(DEFAULT_COMPLETION_PATTERNS),
-        help="Sensor patterns: uniform:N, lidar:N, tof:F, holes, fraction:P, dense, none.",
-    )
-    parser.add_argument("--output-dir", required=True, help="Where the JSON and the PNG are written.")
-    parser.add_argument("--image-size", type=int, help="Shortest edge in pixels (default: the processor's).")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-samples", type=int)
-    parser.add_argument("--min-depth", type=float, help="Evaluation range minimum in metres.")
-    parser.add_argument("--max-depth", type=float, help="Evaluation range maximum in metres.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run_evaluate_completion)
-    return parser
-
-
-def run_evaluate_completion(args: argparse.Namespace) -> int:
-    """Entry point of ``vanishing-depth evaluate-completion``."""
-    processor = None
-    if args.image_size is not None:
-        from transformers import AutoConfig
-
-        import vanishing_depth  # noqa: F401
-
-        model_dir = Path(args.model)
-        if (model_dir / "preprocessor_config.json").is_file():
-            processor = VanishingDepthImageProcessor.from_pretrained(str(model_dir))
-        else:
-            processor = VanishingDepthImageProcessor.from_model_config(AutoConfig.from_pretrained(args.model))
-        processor.size = {"shortest_edge": args.image_size}
-    result = evaluate_completion(
-        args.model,
-        args.dataset,
-        processor,
-        patterns=args.patterns,
-        adapter=args.adapter,
-        split=args.split,
-        output_dir=args.output_dir,
-        batch_size=args.batch_size,
-        max_samples=args.max_samples,
-        min_depth_m=args.min_depth,
-        max_depth_m=args.max_depth,
-        seed=args.seed,
-    )
-    print(f"wrote {result.json_path} and {result.plot_path}")
-    return 0

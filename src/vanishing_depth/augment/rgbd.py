@@ -1,4 +1,5 @@
-"""Joint RGB-D geometric and photometric augmentation of pretraining (METHOD §2.1 steps 1-2), in torch.
+"""Joint RGB-D geometric and photometric augmentation of pretraining, in torch (authors' datasets/transforms.py:
+ColorJitter, RandomGray, RandomHorizontalFlip, RandomVerticalFlip, RandomResizedCrop).
 
 Every random draw comes from the `torch.Generator` passed in, so a batch can be replayed exactly (a resumed run
 draws the same crops as an uninterrupted one). RGB is resized bicubic (antialiased), depth nearest only.
@@ -13,6 +14,12 @@ import torch.nn.functional as F
 
 # ITU-R BT.601 luma, as torchvision's grayscale and saturation use.
 _LUMA = (0.299, 0.587, 0.114)
+#: How a non-square random crop becomes the square output: resized straight (``"stretch"``), or zero-padded to a
+#: centred square first (``"pad"``: RGB black, depth 0 = missing; the authors' datasets/transforms.py,
+#: RandomResizedCrop).
+CROP_MODES = ("stretch", "pad")
+#: Probability of the random gray conversion (the authors' RandomGray(p=0.2)).
+GRAY_PROBABILITY = 0.2
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -50,15 +57,30 @@ def random_resized_crop_box(
 
 
 def crop_and_resize_rgbd(
-    rgb: torch.Tensor, depth_m: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]
+    rgb: torch.Tensor,
+    depth_m: torch.Tensor,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    crop_mode: str = "stretch",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop `(3, H, W)` RGB (uint8, or float in [0, 1]) and `(1, H, W)` metres to `box`, then resize to `size` (RGB
-    bicubic, depth nearest, so no depth value is invented). Returns float RGB in [0, 1]."""
+    bicubic, depth nearest, so no depth value is invented). Returns float RGB in [0, 1].
+
+    `crop_mode="pad"` first zero-pads a non-square crop to a centred `max(h, w)` square (RGB black, depth 0 =
+    missing), so the aspect ratio survives a square `size`, as the authors' RandomResizedCrop does; `"stretch"`
+    (default) resizes the crop as it is."""
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"`crop_mode` must be one of {CROP_MODES}, got {crop_mode!r}.")
     top, left, crop_h, crop_w = box
     rgb = rgb[:, top : top + crop_h, left : left + crop_w]
     if rgb.dtype == torch.uint8:
         rgb = rgb.float() / 255.0  # convert the crop, not the whole frame
     depth_m = depth_m[:, top : top + crop_h, left : left + crop_w]
+    if crop_mode == "pad" and crop_h != crop_w:
+        side = max(crop_h, crop_w)
+        pad_top, pad_left = (side - crop_h) // 2, (side - crop_w) // 2
+        padding = (pad_left, side - crop_w - pad_left, pad_top, side - crop_h - pad_top)
+        rgb, depth_m = F.pad(rgb, padding, value=0.0), F.pad(depth_m, padding, value=0.0)
     rgb = F.interpolate(rgb[None], size=size, mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1)
     depth_m = F.interpolate(depth_m[None], size=size, mode="nearest-exact")[0]
     return rgb, depth_m
@@ -116,10 +138,12 @@ def augment_rgbd_pair(
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip_probability: float = 0.5,
     vertical_flip_probability: float = 0.5,
-    gray_probability: float = 0.2,
+    gray_probability: float = GRAY_PROBABILITY,
     jitter: bool = True,
+    crop_mode: str = "stretch",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """METHOD §2.1 steps 1-2 on one frame: RandomResizedCrop, horizontal and vertical flips, colour jitter, random gray.
+    """The RGB-D augmentation of one pretraining frame: RandomResizedCrop (stretched, or padded to a square with
+    `crop_mode="pad"`, see `crop_and_resize_rgbd`), horizontal and vertical flips, colour jitter, random gray.
 
     The crop comes first so the photometric work runs on the small output instead of the full frame (the jitter is
     a global per-image transform, so the order changes only the contrast reference mean, from frame to crop).
@@ -133,7 +157,7 @@ def augment_rgbd_pair(
         `(3, h, w)` RGB in [0, 1] and `(1, h, w)` metres.
     """
     box = random_resized_crop_box(rgb.shape[-2], rgb.shape[-1], crop_scale, crop_ratio, generator)
-    rgb, depth_m = crop_and_resize_rgbd(rgb, depth_m, box, size)
+    rgb, depth_m = crop_and_resize_rgbd(rgb, depth_m, box, size, crop_mode=crop_mode)
     if float(torch.rand((), generator=generator)) < flip_probability:
         rgb, depth_m = rgb.flip(-1), depth_m.flip(-1)
     if float(torch.rand((), generator=generator)) < vertical_flip_probability:
@@ -145,4 +169,11 @@ def augment_rgbd_pair(
     return rgb, depth_m
 
 
-__all__ = ["augment_rgbd_pair", "color_jitter", "crop_and_resize_rgbd", "random_resized_crop_box"]
+__all__ = [
+    "CROP_MODES",
+    "GRAY_PROBABILITY",
+    "augment_rgbd_pair",
+    "color_jitter",
+    "crop_and_resize_rgbd",
+    "random_resized_crop_box",
+]

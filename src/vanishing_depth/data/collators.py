@@ -1,3 +1,4 @@
+# Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """`Trainer` data collators for RGB-D rows: decode, convert depth to metres, run the image processor, build labels.
 
 [`RGBDCollator`] turns a list of dataset rows into the keyword arguments of the task heads:
@@ -7,54 +8,41 @@
 * ``labels``: `(B, H, W)` int64 class ids (segmentation, padding = the processor's ``ignore_index``), `(B, H, W)`
   float32 ground-truth depth in metres (depth completion, 0 = invalid), or `(B,)` int64 class ids (classification).
 
-Rows may follow the RGB-D corpus schema of `vanishing_depth.training.corpora` (``image``, ``depth``, ``depth_scale``,
+Rows may follow the RGB-D corpus schema of `vanishing_depth.data.schema` (``image``, ``depth``, ``depth_scale``,
 ...) or a public dataset's own schema: a column map names the columns, and the depth unit is declared (a per-row
 ``depth_scale`` column, a fixed ``depth_scale`` in metres per unit, or a ``depth_format`` of
-`vanishing_depth.processing.DEPTH_FORMATS` such as ``"mm"``, ``"kitti"`` (/256) or ``"sunrgbd"``).
+`vanishing_depth.data.DEPTH_FORMATS` such as ``"mm"``, ``"kitti"`` (/256) or ``"sunrgbd"``). Frames and depth maps are
+read by the same two functions as the pretraining decoder (`vanishing_depth.data.image_io.rgb_array` and
+`vanishing_depth.data.depth_io.decode_depth`), so a corpus row gives the same RGB and metres in both.
 
 For depth completion the input depth is either a column of its own (VOID's sparse depth) or simulated from the
-ground truth on the model's input grid by a sensor pattern ([`simulate_depth_input`]): ``"uniform:500"`` (500 random
-points), ``"lidar:16"`` (16 scan lines), ``"tof:8"`` (a ToF sensor 8x coarser than the image), ``"holes"`` (dense
-with holes along depth edges), ``"fraction:0.05"`` (5 % of the valid pixels), ``"dense"`` (the ground truth itself)
-and ``"none"`` (no depth: RGB only).
+ground truth on the model's input grid by a sensor pattern of `vanishing_depth.data.sensors`
+([`simulate_depth_input`]): ``"uniform:500"`` (500 random points), ``"lidar:16"`` (16 scan lines), ``"tof:8"`` (a ToF
+sensor 8x coarser than the image), ``"holes"`` (dense with holes along depth edges), ``"fraction:0.05"`` (5 % of the
+valid pixels), ``"dense"`` (the ground truth itself) and ``"none"`` (no depth: RGB only).
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..image_processing_vanishing_depth import VanishingDepthImageProcessor, depth_to_metres
-from ..processing.augmentation import (
-    keep_fraction,
-    sample_uniform_points,
-    simulate_edge_holes,
-    simulate_lidar_lines,
-    simulate_low_res_tof,
-)
-from ..processing.depth_io import DEPTH_FORMATS, decode_depth_array
+from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
+from .depth_io import DEPTH_FORMATS, decode_depth
+from .image_io import open_image, rgb_array
+from .schema import check_depth_scale
+from .sensors import parse_depth_pattern, simulate_depth_input
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEPTH_INPUT_PATTERNS",
-    "TASKS",
-    "ColumnMap",
-    "RGBDCollator",
-    "parse_depth_pattern",
-    "simulate_depth_input",
-]
+__all__ = ["TASKS", "ColumnMap", "RGBDCollator"]
 
 TASKS = ("segmentation", "depth", "classification")
-DEPTH_INPUT_PATTERNS = ("uniform", "lidar", "tof", "holes", "fraction", "dense", "none")
 
 # Candidate column names, tried in order when the column map leaves a role open.
 _CANDIDATES = {
@@ -63,109 +51,6 @@ _CANDIDATES = {
     "label": ("label", "labels", "semantic_map", "annotation", "mask", "scene"),
     "input_depth": ("sparse_depth", "input_depth"),
 }
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Sensor patterns
-# ----------------------------------------------------------------------------------------------------------------------
-def parse_depth_pattern(spec: str) -> tuple[str, float | None]:
-    """Parse a sensor-pattern spec such as ``"uniform:500"`` into ``("uniform", 500)``.
-
-    Patterns: ``uniform:N`` points, ``lidar:N`` lines, ``tof:F`` (a low-resolution sensor F times coarser than the
-    image grid, F >= 1), ``fraction:P`` (kept share of valid pixels in [0, 1]), ``holes``, ``dense``, ``none``.
-    """
-    if not isinstance(spec, str) or not spec:
-        raise ValueError(f"`pattern` must be a string such as 'uniform:500', got {spec!r}.")
-    kind, _, value = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind not in DEPTH_INPUT_PATTERNS:
-        raise ValueError(f"`pattern` kind must be one of {DEPTH_INPUT_PATTERNS}, got {spec!r}.")
-    needs_value = kind in ("uniform", "lidar", "tof", "fraction")
-    if not needs_value:
-        if value:
-            raise ValueError(f"`pattern` {kind!r} takes no value, got {spec!r}.")
-        return kind, None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"`pattern` {kind!r} needs a number after ':', e.g. '{kind}:8', got {spec!r}.") from None
-    if kind in ("uniform", "lidar") and (number < 1 or number != int(number)):
-        raise ValueError(f"`pattern` {kind!r} needs a positive integer count, got {spec!r}.")
-    if kind == "tof" and number < 1:
-        raise ValueError(f"`pattern` 'tof' needs a downsampling factor >= 1, got {spec!r}.")
-    if kind == "fraction" and not 0.0 <= number <= 1.0:
-        raise ValueError(f"`pattern` 'fraction' needs a share in [0, 1], got {spec!r}.")
-    return kind, int(number) if kind in ("uniform", "lidar") else number
-
-
-def simulate_depth_input(depth_m: torch.Tensor, pattern: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Simulate what a sensor would measure of a dense ground truth.
-
-    Args:
-        depth_m: `(B, 1, H, W)` ground-truth depth in metres, 0 = no measurement.
-        pattern: a spec of [`parse_depth_pattern`] (``"uniform:500"``, ``"lidar:16"``, ``"tof:8"``, ``"holes"``,
-            ``"fraction:0.05"``, ``"dense"``, ``"none"``).
-        generator: drives the random patterns (``uniform``, ``lidar``, ``fraction``), so a run can be replayed.
-
-    Returns:
-        `(B, 1, H, W)` metres; only valid ground-truth pixels can be non-zero (``tof`` copies each cell's value over
-        the cell, where the cell centre is valid).
-    """
-    kind, value = parse_depth_pattern(pattern)
-    if depth_m.ndim != 4 or depth_m.shape[1] != 1:
-        raise ValueError(f"`depth_m` must have shape (B, 1, H, W) in metres, got {tuple(depth_m.shape)}.")
-    height, width = depth_m.shape[-2:]
-    if kind == "uniform":
-        return sample_uniform_points(depth_m, int(value), generator=generator)
-    if kind == "lidar":
-        if value > height:
-            raise ValueError(f"`pattern` {pattern!r} asks for more scan lines than the {height} image rows.")
-        return simulate_lidar_lines(depth_m, int(value), generator=generator)
-    if kind == "tof":
-        size = (max(1, round(height / value)), max(1, round(width / value)))
-        return simulate_low_res_tof(depth_m, size=size)
-    if kind == "fraction":
-        return keep_fraction(depth_m, float(value), generator=generator)
-    if kind == "holes":
-        return simulate_edge_holes(depth_m)
-    if kind == "dense":
-        return depth_m.clone()
-    return torch.zeros_like(depth_m)  # "none": RGB only
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Decoding
-# ----------------------------------------------------------------------------------------------------------------------
-def _open(value: Any, what: str) -> Any:
-    """A PIL image, a `{"bytes", "path"}` dict (undecoded `datasets.Image`), a path, an array or a tensor -> a PIL
-    image or a numpy array."""
-    if isinstance(value, Image.Image | np.ndarray):
-        return value
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, Mapping):
-        data, path = value.get("bytes"), value.get("path")
-        if data is not None:
-            return Image.open(io.BytesIO(data))
-        if path:
-            return Image.open(path)
-        raise ValueError(f"{what} holds neither bytes nor a path: {sorted(value)}.")
-    if isinstance(value, str | os.PathLike):
-        return Image.open(value)
-    if isinstance(value, list):
-        return np.asarray(value)
-    raise ValueError(f"{what} must be an image, an array, a path or a {{'bytes', 'path'}} dict, got {type(value)}.")
-
-
-def _depth_in_metres(value: Any, depth_scale: float | None, depth_format: str | None, what: str) -> np.ndarray:
-    """One depth map as float32 `(H, W)` metres, 0 = missing; 8-bit and colour maps are refused."""
-    opened = _open(value, what)
-    try:
-        if depth_format is not None:
-            return decode_depth_array(opened, depth_format)
-        return depth_to_metres(opened, depth_scale)
-    except ValueError as error:
-        raise ValueError(f"{what}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -216,7 +101,8 @@ class RGBDCollator:
             Its `do_depth_encoding` is overridden to False: the collator returns metres.
         task: ``"segmentation"``, ``"depth"`` (completion) or ``"classification"``.
         column_map: a [`ColumnMap`] or a dict ``{role: column}``.
-        depth_scale: metres per unit of integer depth maps without a per-row ``depth_scale`` column (0.001 for mm).
+        depth_scale: metres per stored unit for rows without a per-row ``depth_scale`` column (0.001 for millimetre
+            PNGs); as in the corpus schema, a float map is multiplied by it too (metres as stored when it is None).
         depth_format: a `DEPTH_FORMATS` name for the depth column instead of `depth_scale` (e.g. ``"sunrgbd"``).
         input_depth_scale / input_depth_format: the same for the `input_depth` column (default: as `depth`).
         reduce_labels: segmentation: ``True`` maps 0 -> ignore index and shifts the other ids down by one (SUN RGB-D,
@@ -307,15 +193,12 @@ class RGBDCollator:
     def _row_scale(self, row: Mapping[str, Any], fallback: float | None) -> float | None:
         column = self.column_map.depth_scale
         if column is not None and column in row and row[column] is not None:
-            scale = float(row[column])
-            if not scale > 0:
-                raise ValueError(f"row[{column!r}] must be a positive number of metres per unit, got {row[column]!r}.")
-            return scale
+            return check_depth_scale(row[column], f"row[{column!r}]")  # as the pretraining decoder reads it
         return fallback
 
     # -- labels ---------------------------------------------------------------------------------------------------------
     def _segmentation_label(self, value: Any, index: int) -> np.ndarray:
-        label = np.asarray(_open(value, f"row {index} label"))
+        label = np.asarray(open_image(value, f"row {index} label"))
         if label.ndim == 3 and label.shape[-1] == 1:
             label = label[..., 0]
         if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
@@ -358,17 +241,18 @@ class RGBDCollator:
         for index, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise ValueError(f"row {index} must be a dict of columns, got {type(row).__name__}.")
-            images.append(_open(row[self._column(row, "image", True)], f"row {index} image"))
+            image_column = self._column(row, "image", True)
+            images.append(rgb_array(row[image_column], f"row {index} column {image_column!r}"))
             depth_column = self._column(row, "depth", self.task == "depth")
             if depth_column is None:
                 depths.append(None)
             else:
                 depths.append(
-                    _depth_in_metres(
+                    decode_depth(
                         row[depth_column],
-                        self._row_scale(row, self.depth_scale),
+                        None if self.depth_format is not None else self._row_scale(row, self.depth_scale),
                         self.depth_format,
-                        f"row {index} column {depth_column!r}",
+                        what=f"row {index} column {depth_column!r}",
                     )
                 )
             if self.task == "depth":
@@ -377,8 +261,11 @@ class RGBDCollator:
                     own_unit = self.input_depth_format is not None or self.input_depth_scale is not None
                     input_format = self.input_depth_format if own_unit else self.depth_format
                     input_scale = self.input_depth_scale if own_unit else self._row_scale(row, self.depth_scale)
-                    sparse = _depth_in_metres(
-                        row[input_column], input_scale, input_format, f"row {index} column {input_column!r}"
+                    sparse = decode_depth(
+                        row[input_column],
+                        None if input_format is not None else input_scale,
+                        input_format,
+                        what=f"row {index} column {input_column!r}",
                     )
                     inputs.append(sparse)
                     input_counts.append(int(np.count_nonzero(sparse)))

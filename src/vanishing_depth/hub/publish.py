@@ -30,7 +30,7 @@ with ``trust_remote_code=True`` for users who did not install the package, and w
 did. ``dry_run=True`` (``push --dry-run``) lists the plan without contacting the Hub.
 
 `push_corpus` pushes a corpus (a `datasets.Dataset` / `DatasetDict` or a saved corpus folder) with
-``Dataset.push_to_hub``, as parquet shards in the corpus schema of `vanishing_depth.training.corpora`.
+``Dataset.push_to_hub``, as parquet shards in the corpus schema of `vanishing_depth.data.schema`.
 
 ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_TOKEN`` when imported; set them before importing this module.
 """
@@ -49,8 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset, DatasetDict
 from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi
 
+from .. import __version__
+from ..configuration_vanishing_depth import VanishingDepthConfig
+from ..data import DEMO_CORPUS_NAME, RGBD_CORPUS_COLUMNS, demo_corpus_path, load_corpus
+from ..evaluation.results import COMPLETION_METRICS_FILE, EVAL_RESULTS_FILE
+from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..modeling_vanishing_depth import PIPELINE_MODULE, depth_completion_custom_pipelines, remote_code_auto_map
 from .model_card import (
     LOCAL_PATH_PREFIX,
@@ -78,7 +84,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the flat modeling files `sa
 TRAINING_ARGS = "training_args.json"
 README = "README.md"
 # Metrics files of the folder that are published when present (the evaluation code writes them for publication).
-PUBLISHED_METRICS = ("eval_results.json", "completion_metrics.json")
+PUBLISHED_METRICS = (EVAL_RESULTS_FILE, COMPLETION_METRICS_FILE)
 _RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\S+)\s+import|import\s+\.(\S+)\s*$)", flags=re.MULTILINE)
 _STATE_FILE = re.compile(r"optimi[sz]er|scheduler|rng_state|random_states|scaler", flags=re.IGNORECASE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -324,8 +330,6 @@ def plan_model_upload(
             does not have, a JSON file that does not parse, a metrics file whose name clashes with another
             uploaded file, or a README of the user's own that names local paths.
     """
-    from .. import VanishingDepthConfig, VanishingDepthImageProcessor
-
     model_dir, staging = Path(model_dir), Path(staging_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"`model_dir` must be a saved model folder with a config.json; got {str(model_dir)!r}.")
@@ -488,10 +492,10 @@ def _plan_card(plan: UploadPlan, model_dir: Path, repo_id: str | None, card_metr
                 else "",
             )
         return
-    if not card_metrics and "eval_results.json" in plan.files:
+    if not card_metrics and EVAL_RESULTS_FILE in plan.files:
         try:
-            read_metrics_file(plan.files["eval_results.json"])
-            card_metrics = [plan.files["eval_results.json"]]
+            read_metrics_file(plan.files[EVAL_RESULTS_FILE])
+            card_metrics = [plan.files[EVAL_RESULTS_FILE]]
         except ValueError as error:
             logger.warning("eval_results.json is uploaded but not used for the card: %s", error)
     build_model_card(staging, metrics_files=card_metrics, repo_id=repo_id).save(staging / README)
@@ -527,8 +531,6 @@ def push_model(
         The `huggingface_hub.CommitInfo` of the commit (``.oid``, ``.commit_url``); with `dry_run`, the plan as a dict
         (``repo_id``, ``revision``, ``dry_run``, and the keys of `UploadPlan.summary`).
     """
-    from .. import __version__
-
     if not isinstance(repo_id, str) or not REPO_ID_PATTERN.match(repo_id):
         raise ValueError(f"`repo_id` must be 'owner/name', got {repo_id!r}.")
     if not isinstance(dry_run, bool):
@@ -583,16 +585,12 @@ def _corpus_splits(folder: Path) -> list[str]:
 
 
 def _check_corpus_schema(dataset, what: str) -> None:
-    try:
-        from ..training.corpora import RGBD_CORPUS_COLUMNS
-    except ImportError:  # the training extra of the package is not there: publish whatever columns it has
-        return
     columns = dataset.column_names
     missing = [column for column in RGBD_CORPUS_COLUMNS if column != "intrinsics" and column not in columns]
     if missing:
         raise ValueError(
             f"{what} lacks the corpus column(s) {missing} (schema: {list(RGBD_CORPUS_COLUMNS)}); got {columns}. "
-            "Convert it with vanishing_depth.training.corpora.to_corpus_schema first."
+            "Convert it with vanishing_depth.data.corpora.to_corpus_schema first."
         )
 
 
@@ -610,7 +608,7 @@ def push_corpus(
 
     Args:
         dataset_or_path: a `datasets.Dataset` or `DatasetDict` in the corpus schema, a folder written by
-            `vanishing_depth.training.corpora.save_corpus` (every split in it is pushed), or ``"redwood_demo"``.
+            `vanishing_depth.data.corpora.save_corpus` (every split in it is pushed), or ``"redwood_demo"``.
         repo_id: ``owner/name`` of the dataset repository (created if missing).
         private, revision, commit_message, token, max_shard_size: as in ``Dataset.push_to_hub``.
         split: split name for a single `Dataset` (default ``"train"``); for a folder, push only this split.
@@ -618,14 +616,10 @@ def push_corpus(
     Returns:
         The `CommitInfo` of the last commit (``DatasetDict.push_to_hub`` may return None).
     """
-    from datasets import Dataset, DatasetDict
-
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must be 'owner/name', got {repo_id!r}.")
     dataset = dataset_or_path
     if isinstance(dataset_or_path, (str, os.PathLike)):
-        from ..training.corpora import DEMO_CORPUS_NAME, demo_corpus_path, load_corpus
-
         folder = demo_corpus_path() if str(dataset_or_path) == DEMO_CORPUS_NAME else Path(dataset_or_path)
         if not folder.is_dir():
             raise ValueError(f"`dataset_or_path` must be a corpus folder, got {str(dataset_or_path)!r} (not a folder).")
