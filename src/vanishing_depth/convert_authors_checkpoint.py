@@ -85,7 +85,12 @@ from pathlib import Path
 
 import torch
 
-from .configuration_vanishing_depth import VanishingDepthConfig, authors_fuse_cls_token, default_fusion_layers
+from .configuration_vanishing_depth import (
+    FUSE_CLS_TOKEN_CHOICES,
+    VanishingDepthConfig,
+    authors_fuse_cls_token,
+    default_fusion_layers,
+)
 from .convert_checkpoints import (
     DINOV2_HEADS_BY_WIDTH,
     convert_dinov2_state_dict,
@@ -115,7 +120,6 @@ AUTHORS_CONVENTIONS = {
     "pde_missing_depth_m": AUTHORS_MISSING_DEPTH_M,
     "pde_float_order": "authors",
 }
-FUSE_CLS_TOKEN_CHOICES = ("auto", "true", "false")
 
 
 @dataclass

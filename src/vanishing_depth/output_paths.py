@@ -1,5 +1,6 @@
 # Copyright 2026 The vanishing-depth authors. Apache-2.0.
-"""Where commands write: never over another run's or the user's files unless they asked for it.
+"""Where and how commands write: never over another run's or the user's files unless they asked for it, and every
+JSON file strict (RFC 8259) and written atomically.
 
 One rule for every command that writes a folder or a file (`pretrain`, `convert`, `card`, `export --output`,
 `build-corpus`, `complete`): a target that already holds something is refused with a message naming the path and the
@@ -9,15 +10,29 @@ ways out (`--overwrite` to replace it wholly, `--resume` where a run can continu
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutputExistsError", "inputs_inside", "prepare_output_dir", "prepare_output_file"]
+__all__ = [
+    "OutputExistsError",
+    "inputs_inside",
+    "prepare_output_dir",
+    "prepare_output_file",
+    "read_json",
+    "strict_json",
+    "write_json",
+]
 
 
 class OutputExistsError(ValueError):
@@ -103,3 +118,42 @@ def inputs_inside(folder: str | os.PathLike, paths: Iterable) -> list[str]:
         if isinstance(path, (str, os.PathLike)) and path and Path(path).exists()
         and Path(path).resolve().is_relative_to(root)
     ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Strict JSON: every file the run writes parses with a JSON parser that rejects NaN
+# ----------------------------------------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf) replaced by None and numpy scalars made plain."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _finite(value.item())
+    return value
+
+
+def strict_json(value: Any, **kwargs) -> str:
+    """Strict JSON (RFC 8259): NaN / inf become null instead of the bare ``NaN`` tokens `json.dumps` writes."""
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
+def write_json(path: Path, value: Any, **kwargs) -> None:
+    """Write strict JSON atomically (a temporary file renamed over the target), so a kill never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(strict_json(value, **kwargs) + "\n")
+    os.replace(temporary, path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: cannot be read as {what} ({type(error).__name__}: {error}).") from None

@@ -38,6 +38,7 @@ from .corpora import (
     demo_corpus_path,
     load_corpus,
     load_demo_corpus,
+    load_split,
     save_corpus,
     to_corpus_schema,
 )
@@ -75,6 +76,7 @@ from .sensors import (
 from .synthetic import SYNTHETIC_SOURCE_NAME, as_numpy_generator, render_synthetic_scene, synthetic_corpus
 
 __all__ = [
+    "load_split",
     "ADAPTERS",
     "DEMO_CORPUS_NAME",
     "DEPTH_FORMATS",

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict, Image, load_dataset
+from datasets import Dataset, DatasetDict, Image, IterableDataset, load_dataset
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
@@ -53,6 +53,7 @@ from .schema import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "load_split",
     "DEMO_CORPUS_NAME",
     "build_corpus_from_folder",
     "demo_corpus_path",
@@ -593,3 +594,33 @@ def load_demo_corpus(split: str = "train", streaming: bool = False):
     if split not in ("train", "test"):
         raise ValueError(f"`split` of the demo corpus must be 'train' or 'test', got {split!r}.")
     return load_corpus(folder, split=split, streaming=streaming)
+
+
+def load_split(dataset: Any, split: str, max_samples: int | None = None):
+    """One split as a `datasets.Dataset`: from a `Dataset` (returned as is), a `DatasetDict`, the bundled demo
+    corpus name ``"redwood_demo"``, a local folder / parquet file in the Hub layout, or a Hub dataset id."""
+    if isinstance(dataset, Dataset | IterableDataset):
+        data = dataset
+    elif isinstance(dataset, DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"split {split!r} is not in the dataset; it has {sorted(dataset)}.")
+        data = dataset[split]
+    elif isinstance(dataset, str | os.PathLike):
+        path = str(dataset)
+        if path == DEMO_CORPUS_NAME:
+            data = load_corpus(path, split=split)
+        elif Path(path).is_file() and path.endswith(".parquet"):
+            data = load_dataset("parquet", data_files=[path], split="train")
+        else:
+            data = load_dataset(path, split=split)
+    else:
+        raise ValueError(
+            f"`dataset` must be a datasets.Dataset / DatasetDict, a path or a Hub id, got {type(dataset)}."
+        )
+    if max_samples is not None:
+        if isinstance(data, IterableDataset):
+            data = data.take(max_samples)
+        elif max_samples < len(data):
+            logger.info("Using the first %d of %d examples of split %r.", max_samples, len(data), split)
+            data = data.select(range(max_samples))
+    return data

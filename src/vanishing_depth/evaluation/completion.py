@@ -30,7 +30,14 @@ from typing import Any
 
 import torch
 
-from ..data import RGBDDatasetAdapter, corpus_adapter, get_adapter, parse_depth_pattern, simulate_depth_input
+from ..data import (
+    RGBDDatasetAdapter,
+    corpus_adapter,
+    get_adapter,
+    load_split,
+    parse_depth_pattern,
+    simulate_depth_input,
+)
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..pipeline_vanishing_depth import completed_depth, load_completion_model
 from .depth import DepthMetrics
@@ -236,9 +243,6 @@ def evaluate_completion(
     Returns:
         [`CompletionEvalResult`].
     """
-    # Imported here, not at the top: vanishing_depth.training.finetune imports this package (its metrics and
-    # results files), so a top-level import would be a cycle.
-    from ..training.finetune import load_split
 
     if not patterns:
         raise ValueError("`patterns` must name at least one sensor pattern, e.g. ['uniform:500'].")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..training.checkpoints import write_json
+from ..output_paths import write_json
 
 __all__ = [
     "COMPLETION_METRICS_FILE",

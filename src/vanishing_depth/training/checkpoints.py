@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..output_paths import read_json, strict_json, write_json
+
 if TYPE_CHECKING:
     from .pretrain import PretrainingArguments
 
@@ -34,45 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: File name endings of pickle-based files (torch.save, Accelerate save_state, pickle.dump).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt", ".pck")
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Strict JSON: every file the run writes parses with a JSON parser that rejects NaN
-# ----------------------------------------------------------------------------------------------------------------------
-def _finite(value: Any) -> Any:
-    """`value` with every non-finite float (NaN, inf) replaced by None and numpy scalars made plain."""
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return _finite(value.item())
-    return value
-
-
-def strict_json(value: Any, **kwargs) -> str:
-    """Strict JSON (RFC 8259): NaN / inf become null instead of the bare ``NaN`` tokens `json.dumps` writes."""
-    return json.dumps(_finite(value), allow_nan=False, **kwargs)
-
-
-def write_json(path: Path, value: Any, **kwargs) -> None:
-    """Write strict JSON atomically (a temporary file renamed over the target), so a kill never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(strict_json(value, **kwargs) + "\n")
-    os.replace(temporary, path)
-
-
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path}: cannot be read as {what} ({type(error).__name__}: {error}).") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -571,12 +533,9 @@ __all__ = [
     "load_optimizer",
     "log_lines_up_to",
     "pickle_files",
-    "read_json",
     "read_training_state",
     "resolve_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
     "schedule_at",
-    "strict_json",
-    "write_json",
 ]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset, DatasetDict, IterableDataset, get_dataset_split_names, load_dataset
+from datasets import DatasetDict, get_dataset_split_names
 from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoModelForDepthEstimation,
@@ -34,12 +34,11 @@ from transformers import (
     TrainingArguments,
 )
 
-from ..data import DEMO_CORPUS_NAME, TASKS, RGBDDatasetAdapter, corpus_adapter, get_adapter, load_corpus
+from ..data import DEMO_CORPUS_NAME, TASKS, RGBDDatasetAdapter, corpus_adapter, get_adapter, load_split
 from ..evaluation.results import eval_result_entry, write_eval_results
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..modeling_vanishing_depth import VanishingDepthModel
-from ..output_paths import inputs_inside, prepare_output_dir
-from .checkpoints import write_json
+from ..output_paths import inputs_inside, prepare_output_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ __all__ = [
     "depth_stream_lora_pattern",
     "finetune",
     "finetune_eval_results",
-    "load_split",
     "lora_config_for_depth_stream",
 ]
 
@@ -155,36 +153,6 @@ def lora_config_for_depth_stream(
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------------------------------
-def load_split(dataset: Any, split: str, max_samples: int | None = None):
-    """One split as a `datasets.Dataset`: from a `Dataset` (returned as is), a `DatasetDict`, the bundled demo
-    corpus name ``"redwood_demo"``, a local folder / parquet file in the Hub layout, or a Hub dataset id."""
-    if isinstance(dataset, Dataset | IterableDataset):
-        data = dataset
-    elif isinstance(dataset, DatasetDict):
-        if split not in dataset:
-            raise ValueError(f"split {split!r} is not in the dataset; it has {sorted(dataset)}.")
-        data = dataset[split]
-    elif isinstance(dataset, str | os.PathLike):
-        path = str(dataset)
-        if path == DEMO_CORPUS_NAME:
-            data = load_corpus(path, split=split)
-        elif Path(path).is_file() and path.endswith(".parquet"):
-            data = load_dataset("parquet", data_files=[path], split="train")
-        else:
-            data = load_dataset(path, split=split)
-    else:
-        raise ValueError(
-            f"`dataset` must be a datasets.Dataset / DatasetDict, a path or a Hub id, got {type(dataset)}."
-        )
-    if max_samples is not None:
-        if isinstance(data, IterableDataset):
-            data = data.take(max_samples)
-        elif max_samples < len(data):
-            logger.info("Using the first %d of %d examples of split %r.", max_samples, len(data), split)
-            data = data.select(range(max_samples))
-    return data
-
-
 def _eval_split_name(dataset: Any, train_split: str) -> str | None:
     """The evaluation split of a `DatasetDict`, of the demo corpus or of a local folder, if it has one."""
     if isinstance(dataset, DatasetDict):

@@ -84,6 +84,7 @@ from tqdm.auto import tqdm
 
 from ..augment import CROP_MODES, RANDOM_DEPTH_JITTERS
 from ..configuration_vanishing_depth import FUSE_CLS_TOKEN_CHOICES, VIT_SHAPES, authors_fuse_cls_token
+from ..output_paths import prepare_output_dir, read_json, strict_json, write_json
 from ..streams_vanishing_depth import stream_adapter
 from .checkpoints import (
     check_output_dir,
@@ -92,14 +93,11 @@ from .checkpoints import (
     load_optimizer,
     log_lines_up_to,
     pickle_files,
-    read_json,
     read_training_state,
     resolve_checkpoint,
     restore_rng_state,
     save_checkpoint,
     schedule_at,
-    strict_json,
-    write_json,
 )
 from .recipes import CURRICULUM_CLOCKS, RECIPES, get_recipe
 
@@ -1068,8 +1066,6 @@ class _PretrainingRun:
         args, accelerator, checkpoint, changed = self.args, self.accelerator, self.checkpoint, self.changed
         accelerator.wait_for_everyone()  # every process has checked and read; now the main process writes
         if accelerator.is_main_process:
-            from ..output_paths import prepare_output_dir
-
             if self.in_place:
                 lines = log_lines_up_to(self.log_path, self.start_step)  # steps past the checkpoint are run again
             else:
