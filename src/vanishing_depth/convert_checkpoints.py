@@ -24,8 +24,10 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, Dinov2Config, Dinov2WithRegistersConfig, PreTrainedModel
+from transformers import MODEL_MAPPING, AutoModel, Dinov2Config, Dinov2WithRegistersConfig, PreTrainedModel
 from transformers.utils import logging
+
+from .streams_vanishing_depth import supported_model_types
 
 logger = logging.get_logger(__name__)
 
@@ -260,10 +262,6 @@ def _vision_tower(source: PreTrainedModel) -> PreTrainedModel:
     """The supported RGB ViT inside `source`: `source` itself when it is the plain model of a supported family
     (`Dinov2Model`, `DINOv3ViTModel`, `SiglipVisionModel`, ...), else the one direct child that is (e.g.
     `Dinov2ForImageClassification.dinov2`, the `vision_model` of a text+vision `SiglipModel`)."""
-    from transformers import MODEL_MAPPING
-
-    from .streams_vanishing_depth import supported_model_types
-
     def is_plain_model(module) -> bool:
         config = getattr(module, "config", None)
         model_type = getattr(config, "model_type", None)

@@ -185,7 +185,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             maps are metres already.
         max_valid_depth (`float`, defaults to 15.0): depth in metres beyond which measurements are handled by
             `far_depth`: `"drop"` sets them to 0 (missing); `"rescale"` scales a map whose maximum exceeds
-            0.95 * max_valid_depth so that its maximum becomes 0.95 * max_valid_depth (METHOD §2.1 step 3, eval
+            0.95 * max_valid_depth so that its maximum becomes 0.95 * max_valid_depth (the authors' datasets/transforms.py rescales far depth this way; eval
             variant); `"keep"` leaves them. Every change is logged with its pixel count.
         do_depth_encoding (`bool`, defaults to `False`): return the PDE channels (`depth_encoding`, `(B, C, H, W)`,
             the official pipeline's layout) instead of metres (`depth_values`, `(B, 1, H, W)`).

@@ -758,6 +758,8 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             image_size: optional new position-embedding grid size in pixels (e.g. 224 for 224-px training).
             **config_kwargs: any `VanishingDepthConfig` field (pde_channels, fusion_layers, ...).
         """
+        # Imported here: a Hub folder's remote code carries the modeling file but not the checkpoint converters, which
+        # only this constructor needs.
         from .convert_checkpoints import load_rgb_backbone
 
         rgb_model = load_rgb_backbone(rgb_backbone, allow_pickle=allow_pickle)

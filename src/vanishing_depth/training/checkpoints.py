@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..output_paths import read_json, strict_json, write_json
+from ..output_paths import inputs_inside, prepare_output_dir, read_json, strict_json, write_json
 
 if TYPE_CHECKING:
     from .pretrain import PretrainingArguments
@@ -453,8 +453,6 @@ def check_output_dir(
 ) -> bool:
     """Refuse an output folder that holds something else; True when the run continues in place (the resumed
     checkpoint lies inside `output_dir`)."""
-    from ..output_paths import inputs_inside, prepare_output_dir
-
     if checkpoint is not None and _is_inside(checkpoint, output_dir):
         if args.overwrite:
             raise ValueError(

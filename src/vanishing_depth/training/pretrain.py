@@ -82,8 +82,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..augment import CROP_MODES, RANDOM_DEPTH_JITTERS
-from ..configuration_vanishing_depth import FUSE_CLS_TOKEN_CHOICES, VIT_SHAPES, authors_fuse_cls_token
+from ..augment import (
+    CROP_MODES,
+    RANDOM_DEPTH_JITTERS,
+    DepthNoise,
+    MaskingCurriculum,
+    PretrainingDepthTransform,
+    RandomDepth,
+    VanishingDepthMasker,
+    augment_rgbd_pair,
+)
+from ..augment.rgbd import GRAY_PROBABILITY
+from ..configuration_vanishing_depth import (
+    FUSE_CLS_TOKEN_CHOICES,
+    VIT_SHAPES,
+    VanishingDepthConfig,
+    authors_fuse_cls_token,
+)
+from ..data import RGBDSampleDecoder, load_corpus, prepare_pretraining_corpus
+from ..evaluation import PretrainingValidationMetrics
+from ..image_processing_vanishing_depth import IMAGENET_MEAN, IMAGENET_STD, VanishingDepthImageProcessor
+from ..modeling_vanishing_depth import VanishingDepthForPretraining, VanishingDepthModel
 from ..output_paths import prepare_output_dir, read_json, strict_json, write_json
 from ..streams_vanishing_depth import stream_adapter
 from .checkpoints import (
@@ -340,7 +359,6 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 def normalize_rgb(rgb: torch.Tensor, image_mean=None, image_std=None) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> normalised with the RGB family's constants (default: ImageNet's, the image
     processor's; `stream_adapter(config).image_mean` / `image_std` for others, e.g. 0.5 / 0.5 for SigLIP)."""
-    from ..image_processing_vanishing_depth import IMAGENET_MEAN, IMAGENET_STD
 
     mean = torch.tensor(IMAGENET_MEAN if image_mean is None else image_mean, dtype=rgb.dtype, device=rgb.device)
     std = torch.tensor(IMAGENET_STD if image_std is None else image_std, dtype=rgb.dtype, device=rgb.device)
@@ -360,7 +378,6 @@ def masking_curriculum(args: PretrainingArguments, world_size: int):
     ``"epochs"``: ``mask_warmup_epochs`` and ``mask_curriculum_epochs`` epochs, the authors' clock (main.py re-arms the
     curriculum every epoch of ``samples_per_epoch`` samples); a run shorter than the warm-up never leaves it.
     """
-    from ..augment import MaskingCurriculum
 
     if args.curriculum_clock == "epochs":
         warmup_epochs, ramp_epochs = args.mask_warmup_epochs, args.mask_curriculum_epochs
@@ -404,8 +421,6 @@ class PretrainingBatchAssembler:
     randomisation and masks, all drawn from the step's generator; plus the epoch of the masking curriculum."""
 
     def __init__(self, args: PretrainingArguments, world_size: int, normalization=None) -> None:
-        from ..augment import DepthNoise, PretrainingDepthTransform, RandomDepth, VanishingDepthMasker
-
         self.args = args
         self.image_mean, self.image_std = normalization if normalization is not None else (None, None)
         self.curriculum = masking_curriculum(args, world_size)
@@ -430,8 +445,6 @@ class PretrainingBatchAssembler:
         """Crop, flips, jitter of one decoded frame -> (RGB (3, s, s) in [0, 1], depth (1, s, s) metres), or None
         when the crop holds fewer than `min_valid_pixels` measurements (drawn again, as the authors'
         dataset draws another frame with fewer than 100)."""
-        from ..augment import augment_rgbd_pair
-        from ..augment.rgbd import GRAY_PROBABILITY
 
         args = self.args
         rgb = sample.rgb if sample.rgb.flags.writeable else sample.rgb.copy()  # torch warns on read-only arrays
@@ -491,8 +504,6 @@ class PretrainingBatches(torch.utils.data.Dataset):
     def __init__(
         self, args: PretrainingArguments, corpora: list, rank: int, world_size: int, total: int, normalization=None
     ) -> None:
-        from ..data import RGBDSampleDecoder
-
         self.args, self.rank, self.total = args, rank, total
         self.corpora = corpora
         self.decoders = [RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels) for _ in corpora]
@@ -557,7 +568,6 @@ def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: in
     from datasets import Image as ImageFeature
     from datasets.distributed import split_dataset_by_node
 
-    from ..data import load_corpus
 
     corpora = []
     for name in args.dataset:
@@ -588,8 +598,6 @@ class StreamingPretrainingBatches(torch.utils.data.IterableDataset):
         skip_samples: int = 0,
         normalization=None,
     ) -> None:
-        from ..data import prepare_pretraining_corpus
-
         self.args, self.rank, self.start_step, self.total = args, rank, start_step, total
         self.skip_samples = skip_samples  # samples this process had consumed at the checkpoint (rejected crops too)
         self.corpus = prepare_pretraining_corpus(
@@ -668,8 +676,6 @@ def build_model(args: PretrainingArguments):
     config, `config_overrides` may set any other config field."""
     from transformers import Dinov2Config
 
-    from ..configuration_vanishing_depth import VanishingDepthConfig
-    from ..modeling_vanishing_depth import VanishingDepthForPretraining, VanishingDepthModel
 
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
     clashing = sorted(set(overrides) & {*MODEL_CONFIG_ARGUMENTS, "fuse_cls_token"})
@@ -823,9 +829,6 @@ def load_or_build_validation(
             metadata.get("key"),
             key,
         )
-    from ..augment import VanishingDepthMasker
-    from ..data import RGBDSampleDecoder, load_corpus
-    from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 
     corpus = load_corpus(args.validation_dataset, split=args.validation_split)
     decoder = RGBDSampleDecoder(min_valid_pixels=args.min_valid_pixels)
@@ -860,7 +863,6 @@ def load_or_build_validation(
 @torch.no_grad()
 def validate(model, validation: dict[str, torch.Tensor], batch_size: int, device) -> dict[str, float]:
     """SI error and MAE at removed fractions 0.1 ... 0.9, and their AUC over density (the paper's validation)."""
-    from ..evaluation import PretrainingValidationMetrics
 
     was_training = model.training
     model.eval()
@@ -1383,7 +1385,6 @@ def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> No
     """Encoder + image processor in ``output_dir`` (AutoModel / AutoImageProcessor), the full model with its decoder
     in ``output_dir/pretraining`` and a summary JSON (the model card is the caller's: ``vanishing-depth pretrain``
     writes it)."""
-    from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 
     output_dir = Path(args.output_dir)
     model.save_encoder(output_dir)
