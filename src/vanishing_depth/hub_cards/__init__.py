@@ -5,26 +5,13 @@ Every name still resolves here (``from vanishing_depth.hub_cards import build_mo
 import from `vanishing_depth.hub` (or its modules `vanishing_depth.hub.model_card` and `vanishing_depth.hub.publish`).
 """
 
-import importlib
-import warnings
+from .. import hub
+from .._deprecation import moved_names
 
-_HOME = "vanishing_depth.hub"
-_SUBMODULES = ("model_card", "publish")
+# Every name of `vanishing_depth.hub`, and its two modules, resolve here with a FutureWarning.
+_MOVED = {name: "vanishing_depth.hub" for name in hub.__all__}
+_MOVED.update({name: f"vanishing_depth.hub.{name}" for name in ("model_card", "publish")})
 
 __all__: list[str] = []
 
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        target, home = importlib.import_module(f"{_HOME}.{name}"), f"{_HOME}.{name}"
-    else:
-        hub = importlib.import_module(_HOME)
-        if name not in hub.__all__:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        target, home = getattr(hub, name), _HOME
-    warnings.warn(
-        f"`vanishing_depth.hub_cards.{name}` is deprecated and will be removed; use `{home}` instead.",
-        FutureWarning,
-        stacklevel=2,
-    )
-    return target
+__getattr__ = moved_names(__name__, _MOVED)

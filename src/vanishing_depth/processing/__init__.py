@@ -11,8 +11,7 @@
 import path. This package imports nothing until such a name is asked for.
 """
 
-import importlib
-import warnings
+from .._deprecation import moved_names
 
 # Every name this package used to export, and its one home now.
 _MOVED = {
@@ -47,14 +46,4 @@ _MOVED = {
 
 __all__: list[str] = []
 
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        home = _MOVED[name]
-        warnings.warn(
-            f"`vanishing_depth.processing.{name}` is deprecated and will be removed; use `from {home} import {name}`.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(home), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)

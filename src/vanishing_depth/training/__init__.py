@@ -7,8 +7,7 @@ this package imports none of them itself. Data, collators and adapters are in `v
 completion sweep in `vanishing_depth.evaluation`, the losses in `vanishing_depth.loss_vanishing_depth`.
 """
 
-import importlib
-import warnings
+from .._deprecation import moved_names
 
 # Names this package used to export, and their one home now; they still resolve, with a FutureWarning.
 _MOVED = {
@@ -21,14 +20,4 @@ _MOVED = {
 
 __all__: list[str] = []
 
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        home = _MOVED[name]
-        warnings.warn(
-            f"`vanishing_depth.training.{name}` is deprecated and will be removed; import it from `{home}`.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(home), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)
