@@ -234,7 +234,8 @@ LIBRARY = dataclasses.replace(
         "depth_patch_embedding_init": "transformers' one rule for new weights (std 0.02): initial depth tokens 2.7x "
         "stronger beside the copied position embeddings",
         "loss_pooling": "a sample's loss does not depend on which images share its batch (each has its own "
-        "randomised depth range)",
+        "randomised depth range); `batch` also punishes scale errors between images (about 3x more on a batch "
+        "that differs only in scale)",
         "position_interpolation": "the RGB stream equals transformers' Dinov2Model bit for bit (the DINOv2 rule "
         "differs by up to 9e-2 at 224 px)",
         "pde_missing_depth_m": "0 m, the library's one code for 'no measurement', encoded as it is",
