@@ -2,12 +2,16 @@
 
 Prints, measured in one run:
   ratio = time(one VanishingDepthForPretraining step) / time(one Dinov2Model fine-tuning step, all weights trainable)
-          (same size, batch and resolution; ViT-S/14, 224 px, batch 8 on CPU). Goal <= 1.5.
+          (same size, batch and resolution; ViT-S/14, 224 px, batch 8 on CPU);
+  the FLOP ratio of the same two steps (forward + backward, counted by torch.utils.flop_counter.FlopCounterMode:
+          matmuls, convolutions and attention; the optimizer's element-wise updates are not counted);
+  time/FLOP quotient = time ratio / FLOP ratio (paper decoder widths), on a line of its own: how much slower than the
+          plain ViT's arithmetic the pretraining step's arithmetic runs (1 = as efficiently). Goal <= 1.15.
   the share of a real pretraining loop's step time spent waiting for data (the demo corpus, tiny model);
   peak memory (RSS on CPU, allocator peak on GPU) of the pretraining step with and without gradient checkpointing.
 On a GPU (detected): images/s and model FLOP utilisation for ViT-B at 224 px in bf16.
 
-    python benchmarks/bench_pretrain.py [--repeats 3] [--threads 2]
+    python benchmarks/bench_pretrain.py [--repeats 3] [--threads 2] [--batch 8]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import Dinov2Config, Dinov2Model
 
 from vanishing_depth import VanishingDepthConfig
@@ -52,6 +57,13 @@ def step_time(step, repeats: int, device: str) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def step_flops(step) -> int:
+    """FLOPs of one call of `step` (forward and backward; FlopCounterMode counts each multiply-add as 2)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def make_steps(
@@ -133,22 +145,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8, help="CPU batch of the time and FLOP ratios (default 8)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak of the GPU (H100 SXM: 989)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours_step, plain_step = make_steps("small", 8, 224, "cpu")
+    batch = args.batch
+    ours_step, plain_step = make_steps("small", batch, 224, "cpu")
+    ours_flops, plain_flops = step_flops(ours_step), step_flops(plain_step)
     ours, plain = [], []
     for _ in range(args.repeats):  # interleaved
         ours.append(step_time(ours_step, 1, "cpu"))
         plain.append(step_time(plain_step, 1, "cpu"))
     ours_s, plain_s = statistics.median(ours), statistics.median(plain)
-    print(f"CPU, {args.threads} threads, ViT-S/14, 224 px, batch 8")
-    print(f"  VanishingDepthForPretraining step   {ours_s:.2f} s")
-    print(f"  Dinov2Model full fine-tuning step   {plain_s:.2f} s")
-    print(f"  ratio                               {ours_s / plain_s:.3f}   (goal <= 1.5)")
-    light_step, _ = make_steps("small", 8, 224, "cpu", decoder_channels=[128, 64, 32, 16])
+    time_ratio, flop_ratio = ours_s / plain_s, ours_flops / plain_flops
+    print(f"CPU, {args.threads} threads, ViT-S/14, 224 px, batch {batch}, median of {args.repeats}")
+    print(f"  VanishingDepthForPretraining step   {ours_s:.2f} s   {ours_flops / 1e9:.1f} GFLOP")
+    print(f"  Dinov2Model full fine-tuning step   {plain_s:.2f} s   {plain_flops / 1e9:.1f} GFLOP")
+    print(f"  time ratio                          {time_ratio:.3f}")
+    print(f"  FLOP ratio                          {flop_ratio:.3f}")
+    print(f"time/FLOP quotient {time_ratio / flop_ratio:.3f}")
+    light_step, _ = make_steps("small", batch, 224, "cpu", decoder_channels=[128, 64, 32, 16])
+    light_flops = step_flops(light_step)
     light_s = statistics.median(step_time(light_step, 1, "cpu") for _ in range(args.repeats))
-    print(f"  ratio, decoder_channels=[128,64,32,16] (half the paper's widths)   {light_s / plain_s:.3f}")
+    print(
+        f"  decoder_channels=[128,64,32,16] (half the paper's widths): time ratio {light_s / plain_s:.3f}, "
+        f"FLOP ratio {light_flops / plain_flops:.3f}, quotient {light_s / plain_s / (light_flops / plain_flops):.3f}"
+    )
     print(
         f"  data-wait share of the real loop    {data_wait_share(args.threads) * 100:.1f} % (tiny model, demo corpus)"
     )

@@ -497,26 +497,3 @@ def test_old_training_exports_are_deprecated_aliases_of_their_one_home():
     for gone in ("losses", "metrics", "completion_eval", "completion", "demo"):  # moved: one home per job
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(f"vanishing_depth.training.{gone}")
-
-
-@pytest.mark.slow
-def test_demo_runs_the_sweep_and_writes_results_and_card(tmp_path, capsys):
-    from vanishing_depth.demo import DEMO_DENSITIES, demo_patterns, run_demo
-    from vanishing_depth.hub.model_card import card_is_ours
-
-    result = run_demo(tmp_path, max_steps=2)
-    printed = capsys.readouterr().out
-    assert "RMSE (m) on the 4 held-out Redwood frames" in printed and "0.1%" in printed and "nearest_fill" in printed
-    folder = tmp_path / "vanishing-depth-dinov2-demo"
-    record = json.loads((folder / "completion_metrics.json").read_text())
-    assert record["settings"]["steps"] == 2 and record["settings"]["densities"] == list(DEMO_DENSITIES)
-    assert list(record["methods"]) == ["trained", "untrained", "nearest_fill", "median_fill"]
-    for pattern in demo_patterns():  # the model's own numbers, as returned
-        assert record["metrics"][pattern]["rmse_m"] == pytest.approx(result.metrics[pattern]["rmse_m"])
-    entries = json.loads((folder / "eval_results.json").read_text())["results"]
-    assert len(entries) == 2 * len(DEMO_DENSITIES)
-    assert entries[0]["metric"]["value"] == round(result.methods["trained"][demo_patterns()[0]]["rmse_m"], 4)
-    card = (folder / "README.md").read_text()
-    assert card_is_ours(card) and "RMSE at 0.1% input density" in card
-    for name in ("completion_sweep.png", "rmse_by_method.png", "config.json", "pretraining/config.json"):
-        assert (folder / name).is_file(), name

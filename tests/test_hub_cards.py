@@ -312,3 +312,40 @@ def test_pretrain_command_writes_the_card_and_the_training_code_does_not(tmp_pat
     ]
     assert main(["pretrain", *flags, "--dataset", str(corpus)]) == 0
     assert not (tmp_path / "no-card" / "README.md").exists()  # --write_model_card False
+
+
+def test_run_card_shows_the_pretraining_validation_and_curves_and_push_carries_them(model_dir, tmp_path):
+    from vanishing_depth.evaluation.plots import plot_training_curves
+    from vanishing_depth.hub import plan_model_upload, write_run_card
+    from vanishing_depth.output_paths import write_json
+    from vanishing_depth.training.pretrain import PretrainingArguments, validation_result_entries
+
+    folder = tmp_path / "run"
+    shutil.copytree(model_dir, folder)
+    args = PretrainingArguments(
+        output_dir=str(folder), validation_dataset="/data/me/held-out", image_size=56, max_steps=8
+    )
+    metrics = {f"val/{kind}_{suffix}": 0.25 for kind in ("si", "mae_m") for suffix in ("d0.1", "d0.5", "d0.9")}
+    metrics.update({"val/si_auc": 0.2468, "val/mae_m_auc": 0.1357, "val/mae_m_d0.3": float("nan")})
+    write_json(folder / "validation_results.json", {"results": validation_result_entries(args, metrics, frames=2)})
+    plot_training_curves(
+        [(step, 1.0 / step) for step in range(1, 9)],
+        {"val/si_auc": [(4, 0.3), (8, 0.2468)]},
+        folder / "training_curves.png",
+    )
+    card = write_run_card(folder, {"max_steps": 8}).read_text()
+    assert "![Training loss per step and validation metrics over steps](training_curves.png)" in card
+    data = ModelCard(card).data.to_dict()
+    results = data["model-index"][0]["results"]
+    values = {(m["type"], m.get("config")): m["value"] for result in results for m in result["metrics"]}
+    assert values[("si", "auc")] == 0.2468 and values[("mae", "auc")] == 0.1357
+    assert ("mae", "density_0.3") not in values and (
+        "mae",
+        "density_0.5",
+    ) in values  # NaN (a density without data) is not reported
+    validation = _section(card, "Evaluation")
+    assert "Depth completion (pretraining validation): [local]/held-out (test split)" in validation
+    assert "| MAE AUC over density | auc | 0.1357 | m |" in validation
+    assert "/data/me" not in card
+    plan = plan_model_upload(folder, tmp_path / "staging", repo_id="my-org/vd-tiny")
+    assert "training_curves.png" in plan.files and "validation_results.json" in plan.files

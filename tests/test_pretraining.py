@@ -106,11 +106,58 @@ def test_a_few_steps_lower_the_loss_and_save_loadable_folders(tmp_path, syntheti
     log = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines()]
     assert any("val/si_auc" in entry for entry in log) and any("loss" in entry for entry in log)
     assert (run / "validation_set.safetensors").is_file()
+    # The loss and validation curves beside the log, a valid PNG (matplotlib's own reader decodes it)
+    from matplotlib.image import imread
+
+    assert (run / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert imread(run / "training_curves.png").ndim == 3
+    # The depth share of every fusion layer at every logging step, a share in (0, 1)
+    fusion_layers = encoder.config.fusion_layers
+    steps_logged = [entry for entry in log if "loss" in entry]
+    for entry in steps_logged:
+        shares = [entry[f"depth_share/block_{layer}"] for layer in fusion_layers]
+        assert all(0.0 < share < 1.0 for share in shares), entry
+    # The last validation in the model-card metrics format, and in the run's card (numbers and curves)
+    from vanishing_depth.hub import read_metrics_file, write_run_card
+
+    entries = read_metrics_file(run / "validation_results.json")
+    auc = next(e for e in entries if e.metric_type == "si" and e.metric_config == "auc")
+    assert auc.metric_value == summary["validation"]["val/si_auc"]
+    card = write_run_card(run, dataclasses.asdict(args)).read_text()
+    assert "Depth completion (pretraining validation)" in card and "![" in card and "(training_curves.png)" in card
+    assert repr(auc.metric_value) in card or f"{auc.metric_value}" in card
     # The fraction clock (library recipe): warm-up over the first 10 % of the run, the ramp over the next 10 %, so
     # this 30-step run (120 samples; 7.5 "epochs" of 16) trains most of its steps at the curriculum's end.
     curriculum = [(entry["mask_mean"], entry["mask_std"]) for entry in log if "mask_mean" in entry]
     assert len(curriculum) == 30 and curriculum[0] == (0.3, 0.1)
     assert curriculum[-1] == pytest.approx((0.5, 0.3)) and curriculum[6] == pytest.approx((0.5, 0.3))
+
+
+def test_depth_share_probe_records_only_inside_recording():
+    from accelerate import Accelerator
+
+    from vanishing_depth.training.pretrain import _DepthShareProbe
+
+    model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8])).eval()
+    encoder = model.vanishing_depth
+    rgb, depth = random_rgbd(batch=2)
+    probe = _DepthShareProbe(encoder)
+    model(pixel_values=rgb, depth_values=depth)  # outside `recording`: nothing recorded, no hook left behind
+    assert probe.take(Accelerator(cpu=True)) == {}
+    with probe.recording():
+        model(pixel_values=rgb, depth_values=depth)
+    assert all(not fusion._forward_hooks for fusion in encoder.fusions)
+    shares = probe.take(Accelerator(cpu=True))
+    # The same share from the tokens each fusion received (`VanishingDepthFusion.depth_share`)
+    layers = encoder.config.fusion_layers
+    with torch.no_grad():
+        streams = encoder.forward_streams(pixel_values=rgb, depth_values=depth, feature_layers=layers)
+    assert list(shares) == [f"depth_share/block_{layer}" for layer in layers]
+    for index, layer in enumerate(layers):
+        expected = encoder.fusions[index].depth_share(streams.depth_pre_fusion[layer], streams.rgb[layer])
+        assert 0.0 < shares[f"depth_share/block_{layer}"] < 1.0
+        assert shares[f"depth_share/block_{layer}"] == pytest.approx(float(expected), rel=1e-5)
+    assert probe.take(Accelerator(cpu=True)) == {}  # taken: the next logging step starts afresh
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, synthetic_corpus_dir):
@@ -328,3 +375,67 @@ def test_streaming_corpora_train_and_resume(tmp_path, synthetic_corpus_dir):
     )
     # The stream is re-read and the consumed rows skipped, so the continuation matches the uninterrupted run.
     assert [e["loss"] for e in resumed["history"]] == [e["loss"] for e in full["history"]]
+
+
+FSDP_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP, StateDictType
+from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer
+
+sys.path.insert(0, sys.argv[1])
+from conftest import random_rgbd, tiny_config
+from vanishing_depth.modeling_vanishing_depth import VanishingDepthForPretraining
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = VanishingDepthForPretraining(tiny_config(decoder_channels=[16, 16, 8, 8]))
+before = {k: v.clone() for k, v in model.state_dict().items()}
+# The README's FSDP set-up: every ViT block (RGB and depth streams) its own unit, use_orig_params for the mixed
+# frozen (RGB) and trainable (depth, fusion, decoder) parameters of the root unit.
+sharded = FSDP(
+    model, auto_wrap_policy=ModuleWrapPolicy({Dinov2Layer}), use_orig_params=True, device_id=torch.device("cpu")
+)
+optimizer = torch.optim.AdamW([p for p in sharded.parameters() if p.requires_grad], lr=1e-3)
+rgb, depth = random_rgbd(batch=2)
+generator = torch.Generator().manual_seed(rank)  # each process its own masks
+for _ in range(2):
+    sparse = depth * (torch.rand(depth.shape, generator=generator) > 0.5)
+    loss = sharded(pixel_values=rgb, depth_values=sparse, target_depth=depth).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+with FSDP.state_dict_type(sharded, StateDictType.FULL_STATE_DICT, FullStateDictConfig(rank0_only=True)):
+    after = sharded.state_dict()
+if rank == 0:
+    rgb_keys = [k for k in before if k.startswith("vanishing_depth.rgb_encoder.")]
+    depth_keys = [k for k in before if k.startswith("vanishing_depth.depth_encoder.encoder.")]
+    assert rgb_keys and depth_keys and set(after) == set(before)
+    assert all(torch.equal(after[k], before[k]) for k in rgb_keys), "the frozen RGB stream changed"
+    assert any(not torch.equal(after[k], before[k]) for k in depth_keys), "the depth stream did not train"
+    print("fsdp ok", float(loss))
+dist.destroy_process_group()
+"""
+
+
+def test_fsdp_wrapping_of_the_readme_trains_the_depth_stream_on_two_cpu_processes(tmp_path):
+    """The FSDP set-up the README documents (ViT blocks as units, use_orig_params), two processes over gloo."""
+    script = tmp_path / "fsdp_step.py"
+    script.write_text(FSDP_SCRIPT)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        tests,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0 and "fsdp ok" in result.stdout, result.stderr[-4000:]

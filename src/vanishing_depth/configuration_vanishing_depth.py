@@ -23,7 +23,7 @@ from .streams_vanishing_depth import (
 )
 
 DEPTH_NORMALIZATIONS = ("global", "dynamic")
-DEPTH_ENCODINGS = ("pde", "normalized")
+DEPTH_ENCODINGS = ("pde", "normalized", "log_validity")
 FEATURE_SOURCES = ("post_fusion", "pre_fusion")
 #: `rgb_config.model_type` values with a stream adapter (see `streams_vanishing_depth`), at import time.
 SUPPORTED_RGB_MODEL_TYPES = supported_model_types()
@@ -40,6 +40,9 @@ LOSS_POOLINGS = ("sample", "batch")
 # The 1-channel normalisation baseline the paper compares PDE against: (d - 5 m) / 5 m.
 NORMALIZED_DEPTH_MEAN_M = 5.0
 NORMALIZED_DEPTH_STD_M = 5.0
+# The log-depth + validity baseline (the simple encoding OMNI-DC, arXiv 2411.19278, found best): ln(d) mapped linearly
+# from [ln LOG_DEPTH_MIN_M, ln max_depth] onto [-1, 1].
+LOG_DEPTH_MIN_M = 0.1
 
 
 #: ViT shapes (DINOv2 sizes; a random-init RGB stream of a real shape when no weights are reachable, e.g. tests, the
@@ -157,8 +160,10 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             into the depth CLS token (authors' datasets/transforms.py) so metric scale is kept. Needs a family with a CLS token
             (refused for SigLIP).
         depth_encoding (`str`, *optional*, defaults to `"pde"`):
-            `"pde"` (sinusoidal, `pde_channels` channels) or `"normalized"`: the 1-channel (d - 5 m) / 5 m
-            baseline kept for ablations.
+            `"pde"` (sinusoidal, `pde_channels` channels), `"normalized"`: the 1-channel (d - 5 m) / 5 m
+            baseline kept for ablations, or `"log_validity"`: 2 channels, ln(d) mapped linearly from
+            [ln 0.1 m, ln max_depth] onto [-1, 1] (not clipped; 0 where depth is missing) and a 0/1 validity channel
+            (the simple encoding OMNI-DC found best), for the encoding study.
         pde_missing_depth_m (`float`, *optional*, defaults to 0.0):
             The depth in metres a missing measurement (0) is encoded as by the PDE. 0 gives (sin, cos) = (0, 1) in every
             pair; the authors' code writes 1e-6 m (`zero_eps` of their datasets/transforms.py), which converted
@@ -393,8 +398,9 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
 
     @property
     def depth_input_channels(self) -> int:
-        """Channels the depth ViT's patch embedding takes: C for PDE, 1 for the normalised baseline."""
-        return self.pde_channels if self.depth_encoding == "pde" else 1
+        """Channels the depth ViT's patch embedding takes: C for PDE, 1 for the normalised baseline, 2 for log-depth
+        with validity."""
+        return {"pde": self.pde_channels, "log_validity": 2}.get(self.depth_encoding, 1)
 
     @property
     def feature_channels(self) -> int:
@@ -432,10 +438,10 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             )
         if self.depth_encoding not in DEPTH_ENCODINGS:
             raise ValueError(f"`depth_encoding` must be one of {DEPTH_ENCODINGS}, got {self.depth_encoding!r}.")
-        if self.depth_encoding == "normalized" and self.depth_normalization == "dynamic":
+        if self.depth_encoding != "pde" and self.depth_normalization == "dynamic":
             raise ValueError(
-                "`depth_normalization='dynamic'` only applies to `depth_encoding='pde'`; the normalized baseline "
-                "uses the fixed (d - 5 m) / 5 m."
+                f"`depth_normalization='dynamic'` only applies to `depth_encoding='pde'`, got "
+                f"{self.depth_encoding!r}: the normalized and log_validity baselines use fixed ranges in metres."
             )
         missing = self.pde_missing_depth_m
         if isinstance(missing, bool) or not isinstance(missing, (int, float)) or not 0.0 <= missing < self.max_depth:

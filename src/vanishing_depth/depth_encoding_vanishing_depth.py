@@ -1,6 +1,7 @@
 # Copyright 2026 The vanishing-depth authors. Apache-2.0.
 """The depth encodings of Vanishing Depth (arXiv 2503.19947): the positional depth encoding (PDE) of metric depth,
-the 1-channel normalised baseline, and the dynamic-mode max-depth code for the depth CLS token.
+the 1-channel normalised baseline, the log-depth + validity baseline, the one dispatcher the model and the image
+processor both call (`encode_depth_input`), and the dynamic-mode max-depth code for the depth CLS token.
 
 A flat module of its own, imported by the modeling file and by the image processor alike (neither imports the other for
 it), and self-contained for remote code: it needs torch and the config's constants only.
@@ -13,7 +14,12 @@ import struct
 
 import torch
 
-from .configuration_vanishing_depth import NORMALIZED_DEPTH_MEAN_M, NORMALIZED_DEPTH_STD_M
+from .configuration_vanishing_depth import (
+    DEPTH_ENCODINGS,
+    LOG_DEPTH_MIN_M,
+    NORMALIZED_DEPTH_MEAN_M,
+    NORMALIZED_DEPTH_STD_M,
+)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Positional depth encoding
@@ -125,6 +131,69 @@ def normalized_depth_encoding(depth_m: torch.Tensor) -> torch.Tensor:
     return (depth_m.float() - NORMALIZED_DEPTH_MEAN_M) / NORMALIZED_DEPTH_STD_M
 
 
+def log_validity_depth_encoding(depth_m: torch.Tensor, max_depth: float = 15.0) -> torch.Tensor:
+    """Log-depth with a validity channel, the simple encoding OMNI-DC (arXiv 2411.19278) found best, `(B, 2, H, W)`
+    float32 (also under autocast).
+
+    Channel 0: ``2 * (ln d - ln 0.1 m) / (ln max_depth - ln 0.1 m) - 1``, so 0.1 m -> -1 and `max_depth` -> +1
+    (depths outside that range are not clipped: they land a little outside [-1, 1]); 0 where depth is missing.
+    Channel 1: 1 where depth was measured (d > 0), 0 where it is missing, so a missing pixel is never confused with
+    the depth whose log code is 0 (sqrt(0.1 m * max_depth), 1.22 m at 15 m).
+
+    Args:
+        depth_m: `(B, 1, H, W)` depth in metres, 0 = missing.
+        max_depth: the depth in metres mapped to +1 (the model's `max_depth`), > 0.1 m.
+    """
+    if depth_m.ndim != 4 or depth_m.shape[1] != 1:
+        raise ValueError(f"`depth_m` must have shape (B, 1, H, W) in metres, got {tuple(depth_m.shape)}.")
+    if not float(max_depth) > LOG_DEPTH_MIN_M:
+        raise ValueError(f"`max_depth` must be a depth in metres above {LOG_DEPTH_MIN_M}, got {max_depth!r}.")
+    depth = depth_m.float()
+    valid = depth > 0
+    log_low, log_high = math.log(LOG_DEPTH_MIN_M), math.log(float(max_depth))
+    # log(1) = 0 at missing pixels keeps the log finite there; the where() then writes the 0 code.
+    log_depth = torch.log(torch.where(valid, depth, torch.ones_like(depth)))
+    code = (log_depth - log_low) * (2.0 / (log_high - log_low)) - 1.0
+    return torch.cat((torch.where(valid, code, torch.zeros_like(code)), valid.float()), dim=1)
+
+
+def encode_depth_input(
+    depth_m: torch.Tensor,
+    encoding: str = "pde",
+    *,
+    channels: int = 32,
+    temperature: float = 3e-4,
+    max_depth: float = 15.0,
+    normalization: str = "global",
+    missing_depth_m: float = 0.0,
+    float_order: str = "library",
+) -> torch.Tensor:
+    """The depth ViT's input channels for `encoding` (a `VanishingDepthConfig.depth_encoding`), float32 `(B, C, H, W)`:
+    `positional_depth_encoding` (C = `channels`, with the other PDE settings), `normalized_depth_encoding` (C = 1) or
+    `log_validity_depth_encoding` (C = 2, `max_depth` mapped to +1). The one place that chooses, for the model's
+    `encode_depth` and the image processor's precomputed `depth_encoding` alike.
+
+    Args:
+        depth_m: `(B, 1, H, W)` depth in metres, 0 = missing.
+        encoding: one of ``"pde"``, ``"normalized"``, ``"log_validity"``.
+    """
+    if encoding == "normalized":
+        return normalized_depth_encoding(depth_m)
+    if encoding == "log_validity":
+        return log_validity_depth_encoding(depth_m, max_depth=max_depth)
+    if encoding != "pde":
+        raise ValueError(f"`encoding` must be one of {DEPTH_ENCODINGS}, got {encoding!r}.")
+    return positional_depth_encoding(
+        depth_m,
+        channels=channels,
+        temperature=temperature,
+        max_depth=max_depth,
+        normalization=normalization,
+        missing_depth_m=missing_depth_m,
+        float_order=float_order,
+    )
+
+
 def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.Tensor:
     """The dynamic-mode digit code of max(d) for the depth CLS token (the authors' datasets/transforms.py).
 
@@ -163,6 +232,8 @@ __all__ = [
     "AUTHORS_MISSING_DEPTH_M",
     "PDE_FLOAT_ORDERS",
     "depth_scale_cls_code",
+    "encode_depth_input",
+    "log_validity_depth_encoding",
     "normalized_depth_encoding",
     "pde_authors_periods",
     "pde_inverse_periods",

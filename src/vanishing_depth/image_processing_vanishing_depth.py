@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
-from .depth_encoding_vanishing_depth import PDE_FLOAT_ORDERS, positional_depth_encoding
+from .configuration_vanishing_depth import DEPTH_ENCODINGS
+from .depth_encoding_vanishing_depth import PDE_FLOAT_ORDERS, encode_depth_input
 
 logger = logging.get_logger(__name__)
 
@@ -187,9 +188,12 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             `far_depth`: `"drop"` sets them to 0 (missing); `"rescale"` scales a map whose maximum exceeds
             0.95 * max_valid_depth so that its maximum becomes 0.95 * max_valid_depth (the authors' datasets/transforms.py rescales far depth this way; eval
             variant); `"keep"` leaves them. Every change is logged with its pixel count.
-        do_depth_encoding (`bool`, defaults to `False`): return the PDE channels (`depth_encoding`, `(B, C, H, W)`,
+        do_depth_encoding (`bool`, defaults to `False`): return the encoded depth (`depth_encoding`, `(B, C, H, W)`,
             the official pipeline's layout) instead of metres (`depth_values`, `(B, 1, H, W)`).
-        pde_channels / pde_temperature / pde_max_depth: PDE settings for `do_depth_encoding` (match the model config).
+        depth_encoding (`str`, defaults to `"pde"`): the model's `depth_encoding`, the encoding `do_depth_encoding`
+            computes (`"pde"`, `"normalized"` or `"log_validity"`; see `encode_depth_input`).
+        pde_channels / pde_temperature / pde_max_depth: PDE settings for `do_depth_encoding` (match the model config);
+            `pde_max_depth` is also the depth mapped to +1 by `"log_validity"`.
         pde_normalization (`str`, defaults to `"global"`): the model's `depth_normalization`. With `"dynamic"` the PDE
             is normalised by each map's maximum and the batch also holds `depth_scale_m` `(B,)`, that maximum in
             metres, which the model writes into the depth CLS token.
@@ -217,6 +221,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         max_valid_depth: float | None = 15.0,
         far_depth: str = "drop",
         do_depth_encoding: bool = False,
+        depth_encoding: str = "pde",
         pde_channels: int = 32,
         pde_temperature: float = 3e-4,
         pde_max_depth: float = 15.0,
@@ -242,6 +247,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         self.max_valid_depth = max_valid_depth
         self.far_depth = far_depth
         self.do_depth_encoding = do_depth_encoding
+        self.depth_encoding = depth_encoding
         self.pde_channels = pde_channels
         self.pde_temperature = pde_temperature
         self.pde_max_depth = pde_max_depth
@@ -261,6 +267,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         kwargs.setdefault("image_std", list(adapter.image_std))
         return cls(
             patch_size=config.patch_size,
+            depth_encoding=config.depth_encoding,
             pde_channels=config.pde_channels,
             pde_temperature=config.pde_temperature,
             pde_max_depth=config.max_depth,
@@ -282,6 +289,8 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             raise ValueError(f"`resample` must be 'bicubic' or 'bilinear' for RGB, got {self.resample!r}.")
         if self.depth_scale is not None and not self.depth_scale > 0:
             raise ValueError(f"`depth_scale` must be a positive number of metres per unit, got {self.depth_scale!r}.")
+        if self.depth_encoding not in DEPTH_ENCODINGS:
+            raise ValueError(f"`depth_encoding` must be one of {DEPTH_ENCODINGS}, got {self.depth_encoding!r}.")
         if self.pde_normalization not in ("global", "dynamic"):
             raise ValueError(f"`pde_normalization` must be 'global' or 'dynamic', got {self.pde_normalization!r}.")
         if self.pde_float_order not in PDE_FLOAT_ORDERS:
@@ -491,8 +500,10 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         if encode:
             if self.pde_normalization == "dynamic":  # the per-image maximum the encoding is normalised by
                 batch["depth_scale_m"] = depth_batch.amax(dim=(1, 2, 3))
-            depth_key, depth_batch = "depth_encoding", positional_depth_encoding(
+            depth_key = "depth_encoding"
+            depth_batch = encode_depth_input(
                 depth_batch,
+                self.depth_encoding,
                 channels=self.pde_channels,
                 temperature=self.pde_temperature,
                 max_depth=self.pde_max_depth,

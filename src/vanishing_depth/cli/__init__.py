@@ -1,7 +1,7 @@
 """The `vanishing-depth` command: one subcommand per job, each a thin layer over the library's public API.
 
 One module per subcommand holds its parser and its ``run_*`` function (``features``, ``pretrain``, ``complete``,
-``build_corpus``, ``demo``, ``finetune``, ``evaluate_completion``); the Hub and export tools bring their own
+``build_corpus``, ``demo``, ``finetune``, ``evaluate_completion``, ``study``); the Hub and export tools bring their own
 (`vanishing_depth.hub`, `vanishing_depth.export`, `vanishing_depth.convert_authors_checkpoint`). Commands that train
 write the model card at the end (the training code itself never imports the Hub layer).
 """
@@ -22,6 +22,7 @@ from .evaluate_completion import add_evaluate_completion_subcommand
 from .features import add_features_subcommand
 from .finetune import add_finetune_subcommand
 from .pretrain import add_pretrain_subcommand
+from .study import add_study_subcommand
 
 __all__ = ["build_parser", "main"]
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_subcommand(subparsers)
     add_finetune_subcommand(subparsers)
     add_evaluate_completion_subcommand(subparsers)
+    add_study_subcommand(subparsers)
     add_card_subcommand(subparsers)
     add_push_subcommand(subparsers)
     add_export_subcommand(subparsers)

@@ -1,4 +1,5 @@
-"""``vanishing-depth demo`` (``make demo``): pretrain on the bundled corpus, evaluate completion, save."""
+"""``vanishing-depth demo`` (``make demo``): pretrain on the bundled corpus and procedural rooms, evaluate completion
+on held-out frames of both (all and removed pixels), save."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from ..demo import run_demo
 
 
 def add_demo_subcommand(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("demo", help="Pretrain on the bundled corpus, evaluate completion, save (minutes).")
+    parser = subparsers.add_parser(
+        "demo",
+        help="Pretrain on the bundled corpus and procedural rooms, evaluate completion, save (minutes; on busy cores "
+        "set OMP_NUM_THREADS=1).",
+    )
     parser.add_argument("--output-dir", default="outputs")
     parser.add_argument("--max-steps", type=int, default=1800)
     parser.add_argument("--seed", type=int, default=0)

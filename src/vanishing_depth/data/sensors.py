@@ -4,7 +4,8 @@ fine-tuning, and of robustness studies.
 
 One spec string per pattern ([`parse_depth_pattern`], [`simulate_depth_input`]): ``"uniform:500"`` (500 random
 points, VOID-like), ``"lidar:16"`` (16 scan lines), ``"tof:8"`` (a ToF sensor 8x coarser than the image),
-``"holes"`` (dense with holes along depth edges, like a structured-light sensor), ``"fraction:0.05"`` (5 % of the
+``"holes"`` (dense with holes along depth edges, like a structured-light sensor), ``"perlin:0.5"`` (half the valid
+pixels removed in Perlin-noise blobs, the pretraining masks' spatially coherent holes), ``"fraction:0.05"`` (5 % of the
 valid pixels), ``"dense"`` (the ground truth itself) and ``"none"`` (no depth: RGB only). Each pattern is also a
 function of its own (`sample_uniform_points`, `simulate_lidar_lines`, `simulate_low_res_tof`, `simulate_edge_holes`,
 `keep_fraction`).
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment._common import FractionLike, _check_depth, _per_sample, _rand, _randint, _select_top_k, _valid_count
+from ..augment.masking import perlin_mask
 
 __all__ = [
     "DEPTH_INPUT_PATTERNS",
@@ -34,7 +36,7 @@ __all__ = [
     "simulate_low_res_tof",
 ]
 
-DEPTH_INPUT_PATTERNS = ("uniform", "lidar", "tof", "holes", "fraction", "dense", "none")
+DEPTH_INPUT_PATTERNS = ("uniform", "lidar", "tof", "holes", "perlin", "fraction", "dense", "none")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -46,7 +48,8 @@ def parse_depth_pattern(spec: str) -> tuple[str, float | None]:
     """Parse a sensor-pattern spec such as ``"uniform:500"`` into ``("uniform", 500)``.
 
     Patterns: ``uniform:N`` points, ``lidar:N`` lines, ``tof:F`` (a low-resolution sensor F times coarser than the
-    image grid, F >= 1), ``fraction:P`` (kept share of valid pixels in [0, 1]), ``holes``, ``dense``, ``none``.
+    image grid, F >= 1), ``fraction:P`` (kept share of valid pixels in [0, 1]), ``perlin:P`` (removed share of valid
+    pixels in [0, 1], in Perlin-noise blobs), ``holes``, ``dense``, ``none``.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"`pattern` must be a string such as 'uniform:500', got {spec!r}.")
@@ -54,7 +57,7 @@ def parse_depth_pattern(spec: str) -> tuple[str, float | None]:
     kind = kind.strip().lower()
     if kind not in DEPTH_INPUT_PATTERNS:
         raise ValueError(f"`pattern` kind must be one of {DEPTH_INPUT_PATTERNS}, got {spec!r}.")
-    needs_value = kind in ("uniform", "lidar", "tof", "fraction")
+    needs_value = kind in ("uniform", "lidar", "tof", "fraction", "perlin")
     if not needs_value:
         if value:
             raise ValueError(f"`pattern` {kind!r} takes no value, got {spec!r}.")
@@ -67,8 +70,8 @@ def parse_depth_pattern(spec: str) -> tuple[str, float | None]:
         raise ValueError(f"`pattern` {kind!r} needs a positive integer count, got {spec!r}.")
     if kind == "tof" and number < 1:
         raise ValueError(f"`pattern` 'tof' needs a downsampling factor >= 1, got {spec!r}.")
-    if kind == "fraction" and not 0.0 <= number <= 1.0:
-        raise ValueError(f"`pattern` 'fraction' needs a share in [0, 1], got {spec!r}.")
+    if kind in ("fraction", "perlin") and not 0.0 <= number <= 1.0:
+        raise ValueError(f"`pattern` {kind!r} needs a share in [0, 1], got {spec!r}.")
     return kind, int(number) if kind in ("uniform", "lidar") else number
 
 
@@ -79,7 +82,8 @@ def simulate_depth_input(depth_m: torch.Tensor, pattern: str, generator: torch.G
         depth_m: `(B, 1, H, W)` ground-truth depth in metres, 0 = no measurement.
         pattern: a spec of [`parse_depth_pattern`] (``"uniform:500"``, ``"lidar:16"``, ``"tof:8"``, ``"holes"``,
             ``"fraction:0.05"``, ``"dense"``, ``"none"``).
-        generator: drives the random patterns (``uniform``, ``lidar``, ``fraction``), so a run can be replayed.
+        generator: drives the random patterns (``uniform``, ``lidar``, ``fraction``, ``perlin``), so a run can be
+            replayed.
 
     Returns:
         `(B, 1, H, W)` metres; only valid ground-truth pixels can be non-zero (``tof`` copies each cell's value over
@@ -102,6 +106,9 @@ def simulate_depth_input(depth_m: torch.Tensor, pattern: str, generator: torch.G
         return keep_fraction(depth_m, float(value), generator=generator)
     if kind == "holes":
         return simulate_edge_holes(depth_m)
+    if kind == "perlin":
+        removed = perlin_mask(depth_m, float(value), generator=generator)
+        return torch.where(removed, torch.zeros_like(depth_m), depth_m)
     if kind == "dense":
         return depth_m.clone()
     return torch.zeros_like(depth_m)  # "none": RGB only

@@ -4,11 +4,14 @@
 The scenes add cheap geometric variety to a pretraining mix and give tests RGB-D frames with an exactly known
 depth. Every frame is a ray-cast (vectorised numpy, no per-pixel Python loop) of:
 
-- a room-like axis-aligned box (floor, ceiling, four walls), 3-9.5 m long, 3-7 m wide, 2.4-3.4 m high, each face
-  with its own material;
-- 1-5 boxes (rotated about the vertical axis, standing on the floor or floating) and 0-3 spheres;
+- a room-like axis-aligned box (floor, ceiling, four walls), 3-9.5 m long by default (`room_length_m`), 3-7 m wide,
+  2.4-3.4 m high, each face with its own material;
+- 1-5 boxes (rotated about the vertical axis, standing on the floor or floating) and 0-3 spheres, each at least
+  1.2 m in front of the camera, or with `near_object_probability` as close as 0.3 m (a hand, a chair back);
 - per-surface materials: plain, checker, stripes or smooth noise colour patterns, evaluated in the surface's own
-  coordinates so that patterns stick to objects;
+  coordinates so that patterns stick to objects; pattern edges are colour edges without a depth edge, and with
+  `shared_material_probability` an object takes the material of a room face, so that a depth edge has no colour
+  edge beyond the shading (texture correlates with geometry only partly, as in real rooms);
 - Lambertian shading by the surface normal (a directional light plus ambient light, and a mild fall-off with
   distance) so that RGB edges coincide with depth edges and normal changes, plus a little pixel noise;
 - optional sensor holes: depth is set to 0 on grazing surfaces and on very dark surfaces (where active sensors lose
@@ -37,9 +40,11 @@ from .schema import RGBD_CORPUS_FEATURES
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_SOURCE_NAME = "synthetic"
+#: The folder the demo renders its procedural corpus into (under its output root).
+DEMO_SYNTHETIC_FOLDER = "vanishing-depth-demo-synthetic"
 
 # Bumped whenever the renderer's output changes, so that cached `datasets` builds are not reused across versions.
-_RENDERER_VERSION = "1"
+_RENDERER_VERSION = "2"
 
 GeneratorLike = torch.Generator | np.random.Generator | int
 
@@ -89,6 +94,15 @@ def _random_material(rng: np.random.Generator) -> _Material:
     return _Material(color_a, color_b, pattern, float(rng.uniform(0.1, 0.6)), direction, waves)
 
 
+def _object_material(rng: np.random.Generator, materials: list[_Material], shared_probability: float) -> _Material:
+    # An object's own material, or (with `shared_probability`) one of the room faces' (the first six materials).
+    # The object's own material is drawn either way, so the stream of random numbers does not depend on the choice.
+    own = _random_material(rng)
+    if shared_probability > 0 and rng.random() < shared_probability:
+        return materials[int(rng.integers(0, 6))]
+    return own
+
+
 def _pattern_weight(material: _Material, points: np.ndarray) -> np.ndarray:
     """Mixing weight in [0, 1] between the material's two colours at `points` (N, 3), in surface coordinates."""
     if material.pattern == "plain":
@@ -132,6 +146,9 @@ def render_synthetic_scene(
     missing_pixels: bool = True,
     max_depth_m: float = 10.0,
     return_intrinsics: bool = False,
+    room_length_m: tuple[float, float] = (3.0, 9.5),
+    near_object_probability: float = 0.0,
+    shared_material_probability: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """Render one random room scene as an aligned RGB image and metric depth map.
 
@@ -144,6 +161,11 @@ def render_synthetic_scene(
         missing_pixels: if True, simulate sensor holes (grazing and dark surfaces, a few blobs) as depth 0.
         max_depth_m: sensor range; depth beyond it is 0.
         return_intrinsics: also return `(fx, fy, cx, cy)` in pixels.
+        room_length_m: `(low, high)` metres the room's length (along the view) is drawn from; with (3, 12) and
+            `max_depth_m=12` the depth spans an indoor sensor's range.
+        near_object_probability: chance that each box or sphere stands 0.3-1.2 m in front of the camera instead of
+            at least 1.2 m (0: never; draws nothing, so the default keeps the scenes of a seed unchanged).
+        shared_material_probability: chance that each box or sphere takes the material of a random room face.
 
     Returns:
         `rgb`: uint8 array (height, width, 3); `depth_m`: float32 array (height, width), z-depth in metres with
@@ -154,6 +176,14 @@ def render_synthetic_scene(
             raise ValueError(f"`{name}` must be an int >= 8 (pixels), got {value!r}.")
     if not max_depth_m > 0:
         raise ValueError(f"`max_depth_m` must be > 0 metres, got {max_depth_m!r}.")
+    if len(room_length_m) != 2 or not 1.7 < room_length_m[0] <= room_length_m[1]:
+        raise ValueError(f"`room_length_m` must be (low, high) metres with 1.7 < low <= high, got {room_length_m!r}.")
+    for name, value in (
+        ("near_object_probability", near_object_probability),
+        ("shared_material_probability", shared_material_probability),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}.")
     rng = as_numpy_generator(generator)
     height, width = int(height), int(width)
 
@@ -167,7 +197,7 @@ def render_synthetic_scene(
         raise ValueError(f"`fx` and `fy` must be > 0 pixels, got fx={fx}, fy={fy}.")
 
     # Room: [0, room_w] x [0, room_h] x [0, room_l] in a y-up world.
-    room_w, room_h, room_l = rng.uniform(3.0, 7.0), rng.uniform(2.4, 3.4), rng.uniform(3.0, 9.5)
+    room_w, room_h, room_l = rng.uniform(3.0, 7.0), rng.uniform(2.4, 3.4), rng.uniform(*room_length_m)
     room_lo = np.zeros(3)
     room_hi = np.array([room_w, room_h, room_l])
     cam_pos = np.array(
@@ -218,6 +248,10 @@ def render_synthetic_scene(
                 rng.uniform(min(cam_pos[2] + 1.2 + half[2], room_l - half[2]), room_l - half[2]),
             ]
         )
+        if near_object_probability > 0 and rng.random() < near_object_probability:
+            # Its whole footprint (any yaw) 0.3-1.2 m in front of the camera.
+            reach = math.hypot(half[0], half[2])
+            center[2] = min(cam_pos[2] + rng.uniform(0.3, 1.2) + reach, room_l - reach)
         yaw = _yaw_matrix(rng.uniform(0, np.pi / 2))
         origin_local = (cam_pos - center) @ yaw
         dirs_local = dirs @ yaw
@@ -238,7 +272,7 @@ def render_synthetic_scene(
             normals[idx] = n_local @ yaw.T
             surface_id[idx] = len(materials)
             local_points[idx] = origin_local + t_near[idx, None] * dirs_local[idx]
-        materials.append(_random_material(rng))
+        materials.append(_object_material(rng, materials, shared_material_probability))
 
     # Spheres.
     num_spheres = int(rng.integers(0, 4))
@@ -252,6 +286,8 @@ def render_synthetic_scene(
                 rng.uniform(min(cam_pos[2] + 1.2 + radius, room_l - radius), room_l - radius),
             ]
         )
+        if near_object_probability > 0 and rng.random() < near_object_probability:
+            center[2] = min(cam_pos[2] + rng.uniform(0.3, 1.2) + radius, room_l - radius)
         oc = cam_pos - center
         a = np.einsum("ij,ij->i", dirs, dirs)
         b = 2.0 * dirs @ oc
@@ -267,7 +303,7 @@ def render_synthetic_scene(
             normals[idx] = (points - center) / radius
             surface_id[idx] = len(materials)
             local_points[idx] = points - center
-        materials.append(_random_material(rng))
+        materials.append(_object_material(rng, materials, shared_material_probability))
 
     # Albedo from each surface's material and pattern.
     albedo = np.zeros((num_rays, 3))
@@ -319,7 +355,13 @@ def _encode_png(array: np.ndarray) -> bytes:
 
 
 def _synthetic_rows(
-    num_frames: int, height: int, width: int, seed: int, missing_pixels: bool, renderer_version: str
+    num_frames: int,
+    height: int,
+    width: int,
+    seed: int,
+    missing_pixels: bool,
+    renderer_version: str,
+    scene_options: dict | None = None,
 ) -> Iterator[dict]:
     for index in range(num_frames):
         # One independent stream per frame, so frame i does not depend on how many frames come before it.
@@ -329,6 +371,7 @@ def _synthetic_rows(
             np.random.default_rng([seed, index]),
             missing_pixels=missing_pixels,
             return_intrinsics=True,
+            **(scene_options or {}),
         )
         frame_id = f"{seed}-{index:06d}"
         yield {
@@ -349,13 +392,16 @@ def synthetic_corpus(
     missing_pixels: bool = True,
     keep_in_memory: bool = False,
     cache_dir: str | None = None,
+    **scene_options,
 ):
     """Build a `datasets.Dataset` of synthetic frames in the RGB-D corpus schema (see `vanishing_depth.data.schema`).
 
     RGB is stored as a lossless PNG, depth as a 16-bit millimetre PNG with `depth_scale` 0.001 (so depth is
     quantised to 1 mm), `intrinsics` are the frame's `(fx, fy, cx, cy)` in pixels, `source` is "synthetic" and
     `frame_id` is "<seed>-<index>". Frame `i` is rendered from `np.random.default_rng([seed, i])`, so the corpus is
-    deterministic for a seed and its frames do not depend on `num_frames`.
+    deterministic for a seed and its frames do not depend on `num_frames`. `scene_options` go to
+    `render_synthetic_scene` (``max_depth_m``, ``room_length_m``, ``near_object_probability``,
+    ``shared_material_probability``).
     """
     if not isinstance(num_frames, (int, np.integer)) or isinstance(num_frames, bool) or num_frames < 1:
         raise ValueError(f"`num_frames` must be an int >= 1, got {num_frames!r}.")
@@ -374,6 +420,7 @@ def synthetic_corpus(
             "missing_pixels": bool(missing_pixels),
             # Part of the `datasets` cache key, so a changed renderer does not reuse old cached frames.
             "renderer_version": _RENDERER_VERSION,
+            "scene_options": dict(scene_options),
         },
     )
 

@@ -4,13 +4,17 @@ For every frame the dense depth of the dataset is the ground truth; each pattern
 the model on the model's input grid ([`simulate_depth_input`]): 150 / 500 / 1500 uniformly sampled points (VOID's
 densities), LiDAR scan lines, a low-resolution dToF sensor, and dense depth with holes along depth edges. The
 prediction is scored against the full ground truth with [`DepthMetrics`] (per image, then averaged; errors in metres
-and millimetres). Every pattern sees the same frames, and the random patterns are drawn from a generator seeded per
-pattern, so a run is reproducible and two models evaluated with the same seed see identical inputs.
+and millimetres), and again on the removed pixels alone (valid ground truth that was not given as input: what the
+method had to infer), under the same keys prefixed ``removed_`` (``removed_rmse_m``, ``removed_mae_m``, ...). A
+method that copies its input scores 0 on the measured pixels, so only the removed-pixel numbers compare inference.
+Every pattern sees the same frames, and the random patterns are drawn from a generator seeded per pattern, so a run
+is reproducible and two models evaluated with the same seed see identical inputs.
 
 Other methods run on exactly the same inputs through `predictors` (a name -> ``(pixel_values, sparse_depth_m) ->
 predicted_depth_m`` callable): `model_predictor` for another model (e.g. the same model untrained) and the classical
-baselines `nearest_fill` / `median_fill` (`BASELINE_PREDICTORS`). The demo (`vanishing_depth.demo`) is this sweep
-with ``fraction:P`` patterns.
+baselines `nearest_fill` / `median_fill` (`BASELINE_PREDICTORS`); `model_predictor(model, keep_measured=True)`
+passes the measured pixels through (as the depth-completion pipeline's ``keep_measured``). The demo
+(`vanishing_depth.demo`) is this sweep with ``fraction:P`` patterns.
 
 Outputs: a table printed to stdout, ``completion_metrics.json`` (`vanishing_depth.evaluation.results`),
 ``completion_sweep.png`` and, with predictors, ``rmse_by_method.png`` (`vanishing_depth.evaluation.plots`). Works on
@@ -49,6 +53,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BASELINE_PREDICTORS",
     "DEFAULT_COMPLETION_PATTERNS",
+    "REMOVED_PREFIX",
     "CompletionEvalResult",
     "Predictor",
     "evaluate_completion",
@@ -64,11 +69,16 @@ _TABLE_COLUMNS = (
     ("input_points", "input px", "{:.0f}"),
     ("rmse_mm", "RMSE mm", "{:.1f}"),
     ("mae_mm", "MAE mm", "{:.1f}"),
+    ("removed_rmse_mm", "removed RMSE mm", "{:.1f}"),
+    ("removed_mae_mm", "removed MAE mm", "{:.1f}"),
     ("abs_rel", "AbsRel", "{:.4f}"),
     ("delta1", "d<1.25", "{:.4f}"),
     ("num_images", "images", "{:.0f}"),
 )
 
+
+#: The prefix of the metrics scored on the removed pixels only (valid ground truth not given as input).
+REMOVED_PREFIX = "removed_"
 
 #: A completion method: ``(pixel_values (B, 3, H, W), sparse depth (B, 1, H, W) metres) -> (B, H, W) metres``.
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -111,22 +121,29 @@ BASELINE_PREDICTORS: dict[str, Predictor] = {
 }
 
 
-def model_predictor(model) -> Predictor:
-    """A completion model as a predictor: the full-resolution map of a pretraining model's four, or a head's output."""
+def model_predictor(model, keep_measured: bool = False) -> Predictor:
+    """A completion model as a predictor: the full-resolution map of a pretraining model's four, or a head's output.
+    With `keep_measured` the measured pixels (input depth > 0) keep their measured depth in metres, as the
+    depth-completion pipeline's ``keep_measured`` does."""
 
     def predict(pixel_values: torch.Tensor, sparse_m: torch.Tensor) -> torch.Tensor:
         device = next(model.parameters()).device
         outputs = model(pixel_values=pixel_values.to(device), depth_values=sparse_m.to(device))
-        return completed_depth(outputs.predicted_depth).float().cpu()
+        predicted = completed_depth(outputs.predicted_depth).float().cpu()
+        if keep_measured:
+            measured = sparse_m[:, 0].float().cpu()
+            predicted = torch.where(measured > 0, measured, predicted)
+        return predicted
 
     return predict
 
 
 @dataclass
 class CompletionEvalResult:
-    """Per-pattern metrics of the model (`metrics[pattern]`: the keys of `DepthMetrics.compute` plus
-    ``input_points``, the mean number of input pixels per image), with predictors every method's (`methods[name]
-    [pattern]`, the model first), the printed table and the written files."""
+    """Per-pattern metrics of the model (`metrics[pattern]`: the keys of `DepthMetrics.compute` on all valid pixels,
+    the same keys prefixed ``removed_`` on the removed pixels only, and ``input_points``, the mean number of input
+    pixels per image), with predictors every method's (`methods[name][pattern]`, the model first), the printed table
+    and the written files."""
 
     metrics: dict[str, dict[str, float]]
     table: str
@@ -181,6 +198,14 @@ def format_method_table(
             cells.append(f"{'nan' if value is None or math.isnan(value) else f'{value:.3f}':>{width}}")
         lines.append(f"{method:<{name_width}}" + "".join(cells))
     return "\n".join(lines)
+
+
+def _pattern_metrics(all_pixels: DepthMetrics, removed_pixels: DepthMetrics, input_points: float) -> dict[str, float]:
+    """One method's metrics at one pattern: all valid pixels, the removed ones (``removed_`` keys), input pixels."""
+    values = all_pixels.compute()
+    values.update({REMOVED_PREFIX + key: value for key, value in removed_pixels.compute().items()})
+    values["input_points"] = input_points
+    return values
 
 
 def _batches(dataset: Iterable[Mapping[str, Any]], batch_size: int, max_samples: int | None):
@@ -282,11 +307,16 @@ def evaluate_completion(
     predictors = dict(predictors or {})
     if model_name in predictors:
         raise ValueError(f"`predictors` must not reuse the model's name {model_name!r}; got {sorted(predictors)}.")
-    methods = {name: {p: DepthMetrics(min_depth_m=low, max_depth_m=high) for p in patterns} for name in predictors}
-    metrics = {p: DepthMetrics(min_depth_m=low, max_depth_m=high) for p in patterns}
+    names = [model_name, *predictors]
+    # Per method and pattern: all valid pixels, and the removed ones (valid ground truth that was not an input).
+    scores = {
+        name: {p: (DepthMetrics(min_depth_m=low, max_depth_m=high), DepthMetrics(min_depth_m=low, max_depth_m=high))
+               for p in patterns}
+        for name in names
+    }  # fmt: skip
+    predictors = {model_name: model_predictor(model), **predictors}
     input_points = dict.fromkeys(patterns, 0)
     num_frames = 0
-    predict_model = model_predictor(model)
     with torch.inference_mode():
         for rows in _batches(dataset, batch_size, max_samples):
             batch = collator(rows)
@@ -296,26 +326,27 @@ def evaluate_completion(
             for pattern in patterns:
                 sparse = simulate_depth_input(target[:, None], pattern, generators[pattern])
                 input_points[pattern] += int(torch.count_nonzero(sparse))
-                metrics[pattern].update(predict_model(pixel_values, sparse), target)
+                removed = sparse[:, 0] <= 0
                 for name, predict in predictors.items():
-                    methods[name][pattern].update(predict(pixel_values, sparse), target)
+                    prediction = predict(pixel_values, sparse)
+                    all_pixels, removed_pixels = scores[name][pattern]
+                    all_pixels.update(prediction, target)
+                    removed_pixels.update(prediction, target, valid_mask=removed)
     model.train(was_training)
     if num_frames == 0:
         raise ValueError("`dataset` yielded no frames to evaluate.")
 
-    results = {}
-    for pattern in patterns:
-        results[pattern] = metrics[pattern].compute()
-        results[pattern]["input_points"] = input_points[pattern] / num_frames
+    computed = {name: {p: _pattern_metrics(*scores[name][p], input_points[p] / num_frames) for p in patterns}
+                for name in names}  # fmt: skip
+    results = computed[model_name]
     table = format_completion_table(results)
     all_methods = {}
-    if predictors:
-        all_methods[model_name] = results
-        for name in predictors:
-            all_methods[name] = {p: methods[name][p].compute() for p in patterns}
-            for pattern in patterns:
-                all_methods[name][pattern]["input_points"] = input_points[pattern] / num_frames
+    if len(names) > 1:
+        all_methods = computed
         table += "\n\n" + format_method_table(all_methods, "rmse_m", "RMSE (m) by method and input pattern")
+        table += "\n\n" + format_method_table(
+            all_methods, REMOVED_PREFIX + "rmse_m", "RMSE (m) on the removed pixels by method and input pattern"
+        )
     if print_table:
         print(table)
     record_settings = {
@@ -327,7 +358,7 @@ def evaluate_completion(
         "eval_range_m": [low, high],
         "seed": seed,
     }
-    if predictors:
+    if all_methods:
         record_settings["methods"] = list(all_methods)
     record_settings.update(settings or {})
     result = CompletionEvalResult(metrics=results, table=table, settings=record_settings, methods=all_methods)

@@ -5,7 +5,8 @@
   whose `read_metrics_file` reads it for a card's model-index). Written by `vanishing-depth finetune` and the demo.
 * ``completion_metrics.json``: the record of a completion sweep (`vanishing_depth.evaluation.completion`):
   ``settings``, the model's ``metrics`` per input pattern and, when other methods were scored on the same inputs,
-  ``methods`` (every method's metrics per pattern).
+  ``methods`` (every method's metrics per pattern). Each pattern's metrics are scored on all valid pixels and, under
+  the same keys prefixed ``removed_``, on the removed pixels alone (valid ground truth not given as input).
 
 Both are strict JSON (NaN and inf become null), written atomically. Depth metrics are in metres unless their key
 says otherwise (``rmse_mm``).

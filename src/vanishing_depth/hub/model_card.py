@@ -62,8 +62,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
 from .. import __version__, modeling_vanishing_depth
+from ..data.synthetic import DEMO_SYNTHETIC_FOLDER
 from ..evaluation.results import EVAL_RESULTS_FILE
 from ..output_paths import OutputExistsError, prepare_output_file
+from ..training.pretrain import TRAINING_CURVES_FILE, VALIDATION_RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +120,14 @@ TRAINING_DATA_KEYS = ("corpora", "corpus", "datasets", "dataset", "dataset_name"
 KNOWN_DATA_TERMS = {
     "redwood_demo": 'Augmented ICL-NUIM "living room 1" frames (Choi et al., CVPR 2015; Handa et al., ICRA 2014), '
     "CC BY 3.0",
+    DEMO_SYNTHETIC_FOLDER: "procedural rooms rendered by `vanishing_depth.data.synthetic` on the run's machine, "
+    "Apache-2.0 like the code",
 }
 REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # owner/name
 _HUB_ID = REPO_ID_PATTERN
 _TEMPLATE = "model_card.md"
+#: The metrics files a run writes beside its model, which its card (`write_run_card`) and `push` report.
+RUN_METRICS_FILES = (EVAL_RESULTS_FILE, VALIDATION_RESULTS_FILE)
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 # What an absolute local path becomes in anything meant for sharing: "[local]/" and its last component.
@@ -440,6 +446,11 @@ def _depth_settings(config: Mapping) -> tuple[str, list[tuple[str, str]]]:
         return "normalised-depth baseline", [
             ("encoding", "one channel, (d − 5 m) / 5 m (the paper's normalisation baseline, kept for ablations)"),
             ("missing depth (0)", "passed as 0 m"),
+        ]
+    if encoding == "log_validity":
+        return "log-depth + validity baseline", [
+            ("encoding", f"two channels: ln(d) from [ln 0.1 m, ln {max_depth:g} m] onto [-1, 1], and validity 0/1"),
+            ("missing depth (0)", "log channel 0, validity channel 0"),
         ]
     channels = int(config.get("pde_channels", 32))
     temperature = float(config.get("pde_temperature", 3e-4))
@@ -770,6 +781,7 @@ def build_model_card(
         training_data=[f"`{name}`" for name in training_data],
         hyperparameters=[(key, _format_value(value)) for key, value in args.items()],
         training_args_source=args_source,
+        training_curves=TRAINING_CURVES_FILE if (model_dir / TRAINING_CURVES_FILE).is_file() else None,
         provenance=_provenance(config),
         evaluation_groups=_evaluation_groups(entries),
         metrics_sources=sorted({f"`{entry.source}`" for entry in entries}),
@@ -869,16 +881,17 @@ def write_model_card(model_dir: str | os.PathLike, overwrite: bool = False, **kw
 
 def write_run_card(output_dir: str | os.PathLike, training_args: Mapping[str, Any]) -> Path | None:
     """The card a training command (``vanishing-depth pretrain``, ``finetune``, the demo) writes at the end of its run:
-    `build_model_card` of `output_dir` with the run's arguments and, when the folder holds one, its
-    ``eval_results.json``, saved as ``output_dir/README.md``. The folder is the run's own (the command refused a used
-    one before the run), so the README there is replaced. Returns its path, or None (with a warning) for a folder
+    `build_model_card` of `output_dir` with the run's arguments and the metrics files the folder holds
+    (``eval_results.json``; pretraining's last validation, ``validation_results.json``), saved as
+    ``output_dir/README.md``; pretraining's ``training_curves.png`` is shown in the card's training section. The
+    folder is the run's own (the command refused a used one before the run), so the README there is replaced. Returns its path, or None (with a warning) for a folder
     without ``config.json`` (LoRA adapters only: there is no model to describe).
     """
     output_dir = Path(output_dir)
     if not (output_dir / "config.json").is_file():
         logger.warning("No config.json in %s (LoRA adapters only): no model card written.", output_dir)
         return None
-    metrics_files = [path for path in [output_dir / EVAL_RESULTS_FILE] if path.is_file()]
+    metrics_files = [output_dir / name for name in RUN_METRICS_FILES if (output_dir / name).is_file()]
     return write_model_card(output_dir, overwrite=True, metrics_files=metrics_files, training_args=training_args)
 
 
@@ -930,6 +943,7 @@ def run_card(args: argparse.Namespace) -> int:
 __all__ = [
     "AUTO_CLASSES",
     "PIPELINE_TAGS",
+    "RUN_METRICS_FILES",
     "MetricEntry",
     "add_card_subcommand",
     "build_model_card",

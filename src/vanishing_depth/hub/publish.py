@@ -9,7 +9,9 @@
   import), from the folder, or from the installed package when the folder's are incomplete;
 - the card ``README.md``;
 - ``training_args.json`` and the metrics files meant for publication: ``eval_results.json``,
-  ``completion_metrics.json`` and the files named by ``metrics_files`` / ``--metrics``.
+  ``validation_results.json`` (pretraining's last validation), ``completion_metrics.json`` and the files named by
+  ``metrics_files`` / ``--metrics``;
+- ``training_curves.png``, pretraining's loss and validation curves, which the card shows.
 
 Everything else stays local and the push says what it left out and why: validation frames
 (``validation_set.safetensors`` holds the held-out RGB and metric depth of a pretraining run), optimizer, scheduler
@@ -55,12 +57,14 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelet
 from .. import __version__
 from ..configuration_vanishing_depth import VanishingDepthConfig
 from ..data import DEMO_CORPUS_NAME, RGBD_CORPUS_COLUMNS, demo_corpus_path, load_corpus
-from ..evaluation.results import COMPLETION_METRICS_FILE, EVAL_RESULTS_FILE
+from ..evaluation.results import COMPLETION_METRICS_FILE
 from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..modeling_vanishing_depth import PIPELINE_MODULE, depth_completion_custom_pipelines, remote_code_auto_map
 from .model_card import (
     LOCAL_PATH_PREFIX,
     REPO_ID_PATTERN,
+    RUN_METRICS_FILES,
+    TRAINING_CURVES_FILE,
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
     build_model_card,
@@ -84,7 +88,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the flat modeling files `sa
 TRAINING_ARGS = "training_args.json"
 README = "README.md"
 # Metrics files of the folder that are published when present (the evaluation code writes them for publication).
-PUBLISHED_METRICS = (EVAL_RESULTS_FILE, COMPLETION_METRICS_FILE)
+PUBLISHED_METRICS = (*RUN_METRICS_FILES, COMPLETION_METRICS_FILE)
 _RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\S+)\s+import|import\s+\.(\S+)\s*$)", flags=re.MULTILINE)
 _STATE_FILE = re.compile(r"optimi[sz]er|scheduler|rng_state|random_states|scaler", flags=re.IGNORECASE)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -319,7 +323,8 @@ def plan_model_upload(
     The card, by who wrote ``README.md``:
 
     - none: built with `build_model_card` (usage snippet on `repo_id`; metrics from `metrics_files`, else the
-      folder's ``eval_results.json`` when it is in the metrics format);
+      folder's ``eval_results.json`` and ``validation_results.json`` that are in the metrics format; the folder's
+      ``training_curves.png`` is uploaded and shown);
     - a card this library wrote and nobody edited (`card_is_ours`): its snippet is pointed at `repo_id`
       (`retarget_card`); with `metrics_files` it is rebuilt from the folder instead, to hold them;
     - the user's own: published unchanged, and refused when it names a local path.
@@ -427,6 +432,8 @@ def plan_model_upload(
             metrics_sources.setdefault(name, model_dir / name)
     for name, path in sorted(metrics_sources.items()):
         _add_json(plan, name, _read_json(path), path, None, False)
+    if (model_dir / TRAINING_CURVES_FILE).is_file():  # the card shows it
+        plan.add(TRAINING_CURVES_FILE, model_dir / TRAINING_CURVES_FILE)
 
     _plan_card(plan, model_dir, repo_id, [plan.files[name] for name in card_metrics])
 
@@ -492,12 +499,14 @@ def _plan_card(plan: UploadPlan, model_dir: Path, repo_id: str | None, card_metr
                 else "",
             )
         return
-    if not card_metrics and EVAL_RESULTS_FILE in plan.files:
+    for name in RUN_METRICS_FILES if not card_metrics else ():
+        if name not in plan.files:
+            continue
         try:
-            read_metrics_file(plan.files[EVAL_RESULTS_FILE])
-            card_metrics = [plan.files[EVAL_RESULTS_FILE]]
+            read_metrics_file(plan.files[name])
+            card_metrics.append(plan.files[name])
         except ValueError as error:
-            logger.warning("eval_results.json is uploaded but not used for the card: %s", error)
+            logger.warning("%s is uploaded but not used for the card: %s", name, error)
     build_model_card(staging, metrics_files=card_metrics, repo_id=repo_id).save(staging / README)
     plan.add(README, staging / README, completed=True)
 

@@ -19,6 +19,12 @@ run continues the run stored there (``--resume OUT/checkpoints/...`` with ``--ou
 given, which deletes everything in it first. ``--overwrite`` is refused where it would delete the checkpoint being
 resumed from or a corpus being read.
 
+Besides ``training_log.jsonl`` (one record per logging step: loss, learning rates, curriculum, row counts, data-wait
+share and ``depth_share/block_B``, the share of the fused tokens after depth block B that comes from the depth stream,
+`VanishingDepthFusion.depth_share`, averaged over the step's micro-batches and processes), the run draws
+``training_curves.png`` (loss per step, validation AUCs over steps; redrawn at each validation and at the end) and,
+with a validation set, writes ``validation_results.json`` (the last validation in the model-card metrics format).
+
 Checkpoints (no pickle)
 -----------------------
 ``output_dir/checkpoints/step-N`` holds only safetensors and strict JSON: ``model.safetensors`` (all weights),
@@ -68,6 +74,7 @@ validates and checkpoints at its intervals; `_finish` writes the final model, su
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -101,6 +108,8 @@ from ..configuration_vanishing_depth import (
 )
 from ..data import RGBDSampleDecoder, load_corpus, prepare_pretraining_corpus
 from ..evaluation import PretrainingValidationMetrics
+from ..evaluation.plots import plot_training_curves
+from ..evaluation.results import eval_result_entry
 from ..image_processing_vanishing_depth import IMAGENET_MEAN, IMAGENET_STD, VanishingDepthImageProcessor
 from ..modeling_vanishing_depth import VanishingDepthForPretraining, VanishingDepthModel
 from ..output_paths import prepare_output_dir, read_json, strict_json, write_json
@@ -123,6 +132,16 @@ from .recipes import CURRICULUM_CLOCKS, RECIPES, get_recipe
 logger = logging.getLogger(__name__)
 
 VALIDATION_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+#: Beside ``training_log.jsonl``: the loss and validation curves (redrawn at each validation and at the end) and the
+#: last validation metrics in the model-card metrics format (``vanishing_depth.hub.model_card``), which the run's card
+#: reports.
+TRAINING_CURVES_FILE = "training_curves.png"
+VALIDATION_RESULTS_FILE = "validation_results.json"
+#: The validation metrics drawn over steps in `TRAINING_CURVES_FILE`: the AUCs over density of the SI error and MAE.
+CURVE_METRICS = ("val/si_auc", "val/mae_m_auc")
+#: Log key of the depth share of the fusion after 0-based depth block ``b`` (`VanishingDepthFusion.depth_share`).
+DEPTH_SHARE_KEY = "depth_share/block_{}"
 
 #: Why rows are skipped (`vanishing_depth.data.SKIP_CAUSES`), and the row counts every batch carries.
 SKIP_CAUSES = ("unreadable_image", "unreadable_depth", "size_mismatch", "too_few_valid")
@@ -568,7 +587,6 @@ def load_map_style_corpora(args: PretrainingArguments, rank: int, world_size: in
     from datasets import Image as ImageFeature
     from datasets.distributed import split_dataset_by_node
 
-
     corpora = []
     for name in args.dataset:
         corpus = load_corpus(name, split=args.dataset_split)
@@ -675,7 +693,6 @@ def build_model(args: PretrainingArguments):
     random-init of `model_shape`; the recipe's model choices (`MODEL_CONFIG_ARGUMENTS`, `fuse_cls_token`) go into its
     config, `config_overrides` may set any other config field."""
     from transformers import Dinov2Config
-
 
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
     clashing = sorted(set(overrides) & {*MODEL_CONFIG_ARGUMENTS, "fuse_cls_token"})
@@ -907,6 +924,52 @@ def _resolve_report_to(report_to: str) -> str:
         return "tensorboard"
     except ImportError:
         return "none"
+
+
+class _DepthShareProbe:
+    """The depth share of every fusion layer (`VanishingDepthFusion.depth_share`: |SE_depth| / (|SE_rgb| + |SE_depth|)
+    of the fused tokens), recorded from the forward passes run inside `recording`.
+
+    Forward hooks on the fusion modules see the tokens the step computes anyway; the shares are summed on the device
+    (no host sync), so only `take` (at a logging step) moves them to the host. Outside `recording` no hook is
+    registered, so the other steps cost nothing, and a recomputation during backward (gradient checkpointing) is not
+    counted twice.
+    """
+
+    def __init__(self, encoder) -> None:
+        self.layers = list(encoder.config.fusion_layers)
+        self.fusions = list(encoder.fusions)
+        self.sums: torch.Tensor | None = None
+        self.passes = 0
+
+    def _hook(self, index: int):
+        def record(module, inputs, output) -> None:
+            share = module.depth_share(*inputs).float()
+            if self.sums is None:
+                self.sums = torch.zeros(len(self.fusions), device=share.device)
+            self.sums[index] += share
+
+        return record
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Record the shares of the forward passes run inside the block."""
+        handles = [fusion.register_forward_hook(self._hook(i)) for i, fusion in enumerate(self.fusions)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.passes += 1
+
+    def take(self, accelerator) -> dict[str, float]:
+        """``{depth_share/block_B: share}`` averaged over the passes recorded since the last call and over the
+        processes (every process calls this at the same step); empty when nothing was recorded."""
+        if self.sums is None or not self.passes:
+            return {}
+        mean = accelerator.reduce(self.sums / self.passes, reduction="mean").tolist()
+        self.sums, self.passes = None, 0
+        return {DEPTH_SHARE_KEY.format(layer): share for layer, share in zip(self.layers, mean)}
 
 
 class _PretrainingRun:
@@ -1168,6 +1231,8 @@ class _PretrainingRun:
             desc="pretraining",
         )
         self.model.train()
+        self.depth_share = _DepthShareProbe(self.accelerator.unwrap_model(self.model).vanishing_depth)
+        self.last_validation: tuple[int, dict[str, float]] | None = None
         self.step, self.data_wait, self.step_start = self.start_step, 0.0, time.perf_counter()
         self.running: list[float] = []
         # --debug only: per-step checksum of this process's targets (shows each rank reads its own data)
@@ -1201,13 +1266,16 @@ class _PretrainingRun:
         """One micro-batch: forward, backward, clipping and the optimizer (Accelerate skips the optimizer between
         accumulation boundaries). True when this completed an optimizer step."""
         accelerator, model, optimizer = self.accelerator, self.model, self.optimizer
+        # The depth share is recorded only in the forward passes of a step that will be logged (`_DepthShareProbe`).
+        recording = self.depth_share.recording() if self._is_logging_step(self.step + 1) else contextlib.nullcontext()
         with accelerator.accumulate(model):
-            outputs = model(
-                pixel_values=batch["pixel_values"],
-                depth_values=batch["depth_values"],
-                target_depth=batch["target_depth"],
-                removed_mask=batch["removed_mask"],
-            )
+            with recording:
+                outputs = model(
+                    pixel_values=batch["pixel_values"],
+                    depth_values=batch["depth_values"],
+                    target_depth=batch["target_depth"],
+                    removed_mask=batch["removed_mask"],
+                )
             accelerator.backward(outputs.loss)
             if accelerator.sync_gradients and self.args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
@@ -1231,12 +1299,15 @@ class _PretrainingRun:
         self.progress.update(1)
         self.progress.set_postfix(loss=f"{loss:.3f}")
         last = step == args.max_steps
-        if step % args.logging_steps == 0 or last:
+        if self._is_logging_step(step):
             self._log_step(loss, counts, redrawn, batch)
         if self.validation is not None and (step % args.validation_steps == 0 or last):
             self._validate()
         if step % args.checkpointing_steps == 0 or last:
             self._save_checkpoint(counts, redrawn)
+
+    def _is_logging_step(self, step: int) -> bool:
+        return step % self.args.logging_steps == 0 or step == self.args.max_steps
 
     def _check_training_rows(self, counts: torch.Tensor) -> None:
         """Fail on a corpus whose bad-row share is too high, once enough of its rows were read."""
@@ -1267,6 +1338,7 @@ class _PretrainingRun:
             "resized_depth": training_rows["resized_depth"],
             "crops_redrawn": redrawn,
             "data_wait_share": self.data_wait / max(time.perf_counter() - self.step_start, 1e-9),
+            **self.depth_share.take(self.accelerator),
         }
         self._append_log(record)
         if self.report_to != "none":
@@ -1288,10 +1360,28 @@ class _PretrainingRun:
                 "validation_skipped": self.validation_report["skipped"],
             }
         )
+        self.last_validation = (step, metrics)
         if accelerator.is_main_process:
             logger.info("validation at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
+            self._draw_curves()
         if self.report_to != "none":
             accelerator.log(metrics, step=step)
+
+    def _draw_curves(self) -> None:
+        """``training_curves.png``: the loss of every step (the history, resumed steps included) and the
+        `CURVE_METRICS` of every validation in the log (main process only: it writes the log)."""
+        validation: dict[str, list[tuple[int, float]]] = {key: [] for key in CURVE_METRICS}
+        for line in self.log_path.read_text().splitlines():
+            record = json.loads(line)
+            for key in CURVE_METRICS:
+                if record.get(key) is not None:
+                    validation[key].append((int(record["step"]), float(record[key])))
+        plot_training_curves(
+            [(entry["step"], entry["loss"]) for entry in self.history],
+            validation,
+            self.output_dir / TRAINING_CURVES_FILE,
+            title=f"pretraining ({self.args.recipe} recipe), step {self.step} of {self.args.max_steps}",
+        )
 
     def _save_checkpoint(self, counts: torch.Tensor, redrawn: int) -> None:
         """``checkpoints/step-N`` (see `save_checkpoint`), with every process's stream position."""
@@ -1341,7 +1431,13 @@ class _PretrainingRun:
         unwrapped = accelerator.unwrap_model(self.model)
         self._write_process_record(unwrapped)
         if self.validation is not None:
-            summary["validation"] = validate(unwrapped, self.validation, args.per_device_batch_size, accelerator.device)
+            if self.last_validation is not None and self.last_validation[0] == step:  # validated at the last step
+                summary["validation"] = self.last_validation[1]
+            else:
+                summary["validation"] = validate(
+                    unwrapped, self.validation, args.per_device_batch_size, accelerator.device
+                )
+            summary["validation_frames"] = int(self.validation["pixel_values"].shape[0])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             save_final(unwrapped, args, summary)
@@ -1361,6 +1457,7 @@ class _PretrainingRun:
                     "validation_skipped": validation["skipped"],
                 }
             )
+            self._draw_curves()
             logger.info(
                 "done: %d steps; training rows read %d, skipped by cause %s; validation rows read %d, skipped by "
                 "cause %s",
@@ -1393,12 +1490,59 @@ def save_final(model, args: PretrainingArguments, summary: dict[str, Any]) -> No
     processor.save_pretrained(output_dir)
     processor.save_pretrained(output_dir / "pretraining")
     write_json(output_dir / "pretraining_summary.json", {k: v for k, v in summary.items() if k != "history"}, indent=2)
+    if summary.get("validation"):
+        write_json(
+            output_dir / VALIDATION_RESULTS_FILE,
+            {"results": validation_result_entries(args, summary["validation"], summary["validation_frames"])},
+            indent=2,
+        )
+
+
+def validation_result_entries(
+    args: PretrainingArguments, metrics: dict[str, float], frames: int
+) -> list[dict[str, Any]]:
+    """The model-card metrics entries (`vanishing_depth.evaluation.results.eval_result_entry`) of a validation: the
+    scale-invariant error (SI) and the MAE in metres at each input density and their AUC over density; the MAE split
+    by depth range stays in ``pretraining_summary.json``. Non-finite values (a density without data) are left out."""
+    protocol = (
+        f"pretraining validation of the encoder with its pretraining decoder (saved in pretraining/): {frames} "
+        f"held-out frames resized to {args.image_size} px, fixed seeded masks "
+        f"removing {', '.join(f'{f:.0%}' for f in VALIDATION_FRACTIONS)} of the depth (i.i.d. pixels, Perlin and "
+        "blocky holes); every valid ground-truth pixel scored; AUC = area under the curve over density divided by "
+        "the density span (arXiv 2503.19947)"
+    )
+    dataset = str(args.validation_dataset)
+    entries = []
+    for kind, metric_type, label, unit in (("si", "si", "SI error", None), ("mae_m", "mae", "MAE", "m")):
+        settings = [(f"d{round(1 - f, 1):g}", f"at {round(1 - f, 1):.0%} input density") for f in VALIDATION_FRACTIONS]
+        for suffix, words in sorted(settings) + [("auc", "AUC over density")]:
+            value = metrics.get(f"val/{kind}_{suffix}")
+            if value is None or not math.isfinite(value):
+                continue
+            entries.append(
+                eval_result_entry(
+                    task_type="depth-completion",
+                    task_name="Depth completion (pretraining validation)",
+                    dataset_name=dataset,
+                    dataset_type=Path(dataset).name or dataset,
+                    split=args.validation_split,
+                    metric_type=metric_type,
+                    metric_name=f"{label} {words}",
+                    value=value,
+                    unit=unit,
+                    config="auc" if suffix == "auc" else f"density_{round(float(suffix[1:]), 1)}",
+                    protocol=protocol,
+                )
+            )
+    return entries
 
 
 __all__ = [
     "MODEL_SHAPES",
     "ROW_COUNT_KEYS",
     "SKIP_CAUSES",
+    "TRAINING_CURVES_FILE",
+    "VALIDATION_RESULTS_FILE",
     "PretrainingArguments",
     "PretrainingBatchAssembler",
     "PretrainingBatches",
@@ -1411,4 +1555,5 @@ __all__ = [
     "read_training_state",
     "resolve_checkpoint",
     "validate",
+    "validation_result_entries",
 ]
