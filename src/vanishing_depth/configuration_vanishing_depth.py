@@ -76,6 +76,13 @@ def authors_fuse_cls_token(hidden_size: int) -> bool:
     return int(hidden_size) == 384
 
 
+def depth_scale_code_positions(hidden_size: int) -> tuple[int, int]:
+    """(units-digit index, first decimal index) of the dynamic max-depth digit code in a `hidden_size` CLS vector:
+    either side of the centre ``2D/3 + D/6`` of its last third (the authors' datasets/transforms.py)."""
+    centre = 2 * hidden_size // 3 + hidden_size // 6
+    return centre - 1, centre
+
+
 def stage_index(block: int) -> int:
     """transformers' backbone stage number (`out_indices`) of 0-based block `block`: stage 0 is the embeddings."""
     return block + 1
@@ -415,8 +422,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         """(units-digit index, first decimal index) of the dynamic max-depth code in the CLS vector: the integer digits
         run leftwards from the units (at most 3, < 1000 m), the 6 decimals rightwards from the bin centre
         ``2D/3 + D/6`` (see `depth_scale_cls_code`)."""
-        centre = 2 * self.hidden_size // 3 + self.hidden_size // 6
-        return centre - 1, centre
+        return depth_scale_code_positions(self.hidden_size)
 
     # ----------------------------------------------------------------------------------------------------------
     def validate_vanishing_depth(self) -> None:
@@ -561,5 +567,6 @@ __all__ = [
     "authors_fuse_cls_token",
     "block_index",
     "default_fusion_layers",
+    "depth_scale_code_positions",
     "stage_index",
 ]

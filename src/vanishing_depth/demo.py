@@ -49,6 +49,7 @@ from .hub import write_run_card
 from .image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .modeling_vanishing_depth import VanishingDepthForPretraining
 from .training.pretrain import PretrainingArguments, build_model, pretrain
+from .training.recipes import TINY_DEMO_CONFIG_OVERRIDES, TINY_DEMO_OPTIMISATION
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +123,14 @@ def demo_arguments(
     return PretrainingArguments(
         output_dir=str(output_dir),
         model_shape="tiny",  # hidden 64, 4 blocks: minutes on a laptop CPU
-        config_overrides=json.dumps({"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 16, 8]}),
+        config_overrides=json.dumps(TINY_DEMO_CONFIG_OVERRIDES),
         dataset=datasets,
         validation_dataset="redwood_demo",
         validation_split="test",
         image_size=112,
         per_device_batch_size=8,
         max_steps=max_steps,
-        learning_rate=1e-3,  # a random-init tiny encoder learns far faster than a pretrained ViT-B may be pushed
-        decoder_learning_rate=2e-3,
-        crop_scale_min=0.25,
+        **TINY_DEMO_OPTIMISATION,
         # The demo is scored down to 0.1 % density, so its curriculum moves to sparse inputs sooner and further than
         # the paper's 30-50 % (still a flag each): mean 0.5 -> 0.9 removed, up to 99.9 %. On the fraction clock the
         # warm-up and ramp are shares of the run, so the curriculum runs its course at any --max-steps.

@@ -19,6 +19,7 @@ from .configuration_vanishing_depth import (
     LOG_DEPTH_MIN_M,
     NORMALIZED_DEPTH_MEAN_M,
     NORMALIZED_DEPTH_STD_M,
+    depth_scale_code_positions,
 )
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.T
     Returns:
         `(B, D)` float32 code, added to (or replacing) the depth CLS token.
     """
-    centre = 2 * hidden_size // 3 + hidden_size // 6
+    units, first_decimal = depth_scale_code_positions(hidden_size)
     # Integer micrometres: exact digits without float formatting, and no data-dependent Python control flow.
     micrometres = torch.round(max_depth_m.double() * 1e6).long()
     digit_values, positions = [], []
@@ -218,11 +219,11 @@ def depth_scale_cls_code(max_depth_m: torch.Tensor, hidden_size: int) -> torch.T
         digit_values.append(
             torch.where(present, 0.1 + digit.float() / 10.0, torch.zeros_like(digit, dtype=torch.float))
         )
-        positions.append(centre - 1 - place)
+        positions.append(units - place)
     for place in range(6):  # decimals, tenths first
         digit = torch.div(micrometres, 10 ** (5 - place), rounding_mode="floor") % 10
         digit_values.append(0.1 + digit.float() / 10.0)
-        positions.append(centre + place)
+        positions.append(first_decimal + place)
     code = torch.zeros(max_depth_m.shape[0], hidden_size, dtype=torch.float32, device=max_depth_m.device)
     code[:, positions] = torch.stack(digit_values, dim=1)
     return code

@@ -42,6 +42,7 @@ from ..image_processing_vanishing_depth import VanishingDepthImageProcessor
 from ..output_paths import prepare_output_dir, write_json
 from ..pipeline_vanishing_depth import load_completion_model
 from ..training.pretrain import PretrainingArguments, pretrain
+from ..training.recipes import TINY_DEMO_CONFIG_OVERRIDES, TINY_DEMO_OPTIMISATION
 from .completion import BASELINE_PREDICTORS, evaluate_completion, format_method_table
 from .plots import plot_density_study, plot_feature_pca_grid, plot_study_error_bars
 
@@ -128,7 +129,7 @@ def encoding_study_arguments(
     """
     if encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"`encoding` must be one of {DEPTH_ENCODINGS}, got {encoding!r}.")
-    config = {"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 16, 8]}
+    config = dict(TINY_DEMO_CONFIG_OVERRIDES)
     config.update(config_overrides or {})
     config["depth_encoding"] = encoding
     kwargs = dict(
@@ -139,9 +140,7 @@ def encoding_study_arguments(
         image_size=image_size,
         per_device_batch_size=batch_size,
         max_steps=max_steps,
-        learning_rate=1e-3,  # a random-init tiny encoder learns far faster than a pretrained ViT may be pushed
-        decoder_learning_rate=2e-3,
-        crop_scale_min=0.25,
+        **TINY_DEMO_OPTIMISATION,
         mask_mean_start=0.5,
         mask_mean_end=0.85,
         mask_std_start=0.2,

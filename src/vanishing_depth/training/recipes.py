@@ -251,6 +251,16 @@ LIBRARY = dataclasses.replace(
 RECIPES: Mapping[str, PretrainingRecipe] = MappingProxyType({OFFICIAL.name: OFFICIAL, LIBRARY.name: LIBRARY})
 
 
+#: The tiny random-init model the demo and the encoding study pretrain (`--model-shape tiny` plus these config
+#: overrides and optimiser settings): one definition, so the study measures the demo's model.
+TINY_DEMO_CONFIG_OVERRIDES = {"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 16, 8]}
+TINY_DEMO_OPTIMISATION = {
+    "learning_rate": 1e-3,  # a random-init tiny encoder learns far faster than a pretrained ViT may be pushed
+    "decoder_learning_rate": 2e-3,
+    "crop_scale_min": 0.25,
+}
+
+
 def get_recipe(name: str) -> PretrainingRecipe:
     """The recipe called `name` (`RECIPES`), or a ValueError naming the choices."""
     if name not in RECIPES:
@@ -298,6 +308,8 @@ if __name__ == "__main__":
     sys.exit(main())
 
 __all__ = [
+    "TINY_DEMO_CONFIG_OVERRIDES",
+    "TINY_DEMO_OPTIMISATION",
     "CURRICULUM_CLOCKS",
     "LIBRARY",
     "LOSS_POOLINGS",
