@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,app,robotics]"  # the app and the ROS-bag readers are tested too
 	@$(PY) -c "import importlib.util, sys; sys.exit('torchvision must not be installed (it breaks CPU torch and transformers)' if importlib.util.find_spec('torchvision') else 0)"
 	touch $@
 

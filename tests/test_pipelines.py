@@ -508,9 +508,71 @@ def test_evaluate_completion_refuses_an_encoder_and_scores_a_pretraining_folder(
     assert np.isfinite(metrics["uniform:150"]["rmse_mm"])
 
 
+def test_completion_sweep_scores_a_tof_on_the_pixels_it_only_interpolates(folders):
+    from vanishing_depth.data import load_demo_corpus
+    from vanishing_depth.evaluation import evaluate_completion, model_predictor
+
+    frames = load_demo_corpus("test").select([0])
+    model = VanishingDepthForPretraining.from_pretrained(folders["pretraining"])
+    result = evaluate_completion(
+        model, frames, VanishingDepthImageProcessor(size={"shortest_edge": 56}), patterns=["tof:8", "fraction:0.1"],
+        predictors={"keep": model_predictor(model, keep_measured=True)}, print_table=False, min_depth_m=1e-3,
+    )  # fmt: skip
+    tof, fraction = result.metrics["tof:8"], result.metrics["fraction:0.1"]
+    # The upsampled ToF map covers every pixel, but only about 1/64 of them carry their own depth: the others count
+    # as removed, so the removed-pixel score exists and is not the all-pixel score.
+    assert np.isfinite(tof["removed_rmse_m"]) and tof["removed_rmse_m"] > 0 and tof["removed_rmse_m"] != tof["rmse_m"]
+    assert np.isfinite(fraction["removed_rmse_m"])
+    # keep_measured keeps every input pixel, so with a ToF it returns the upsampled map: off on the removed pixels.
+    assert result.methods["keep"]["tof:8"]["removed_rmse_m"] > 0
+
+
 def test_model_card_refuses_a_folder_without_its_head_weights(folders):
     from vanishing_depth.hub import build_model_card
 
     with pytest.raises(ValueError, match=r"nothing for \['depth_head'\]"):
         build_model_card(folders["headless"])
     assert "depth-estimation" in str(build_model_card(folders["depth_head"]))
+
+
+def test_complete_command_over_folders_is_batched_and_resumes_without_redoing_frames(folders, tmp_path, capsys):
+    from vanishing_depth.cli import main
+    from vanishing_depth.data import load_depth, save_depth
+
+    rgb_dir, depth_dir, first_dir = tmp_path / "rgb", tmp_path / "depth", tmp_path / "first_three"
+    for folder in (rgb_dir, depth_dir, first_dir / "rgb", first_dir / "depth"):
+        folder.mkdir(parents=True)
+    for index in range(5):
+        image, depth = _image(48, 64, seed=index), _sparse_depth_m(48, 64, seed=10 + index)
+        for root in (tmp_path, first_dir) if index < 3 else (tmp_path,):
+            image.save(root / "rgb" / f"{index:05d}.png")
+            save_depth(root / "depth" / f"{index:05d}.png", depth, "mm")
+    out = tmp_path / "completed"
+    command = ["complete", "--model", str(folders["pretraining"]), "--depth-format", "mm", "--output-dir", str(out),
+               "--batch-size", "2", "--pointcloud", "--intrinsics", "50", "50", "31.5", "23.5"]  # fmt: skip
+    # An interrupted run: only the first three frames were done.
+    assert main([*command, "--rgb-dir", str(first_dir / "rgb"), "--depth-dir", str(first_dir / "depth")]) == 0
+    assert "3 frame(s) completed, 0 skipped" in capsys.readouterr().out
+    before = {path.name: path.stat().st_mtime_ns for path in out.rglob("*.p*")}
+    assert len(before) == 6
+    assert main([*command, "--rgb-dir", str(rgb_dir), "--depth-dir", str(depth_dir)]) == 0
+    assert "2 frame(s) completed, 3 skipped" in capsys.readouterr().out
+    assert {name: (out / ("depth" if name.endswith(".png") else "pointcloud") / name).stat().st_mtime_ns
+            for name in before} == before  # fmt: skip
+    assert sorted(p.name for p in (out / "depth").iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    # Batched completion gives what one frame at a time gives.
+    single = tmp_path / "single.png"
+    assert main(["complete", "--model", str(folders["pretraining"]), "--rgb", str(rgb_dir / "00004.png"), "--depth",
+                 str(depth_dir / "00004.png"), "--depth-format", "mm", "--out", str(single)]) == 0  # fmt: skip
+    batched = load_depth(out / "depth" / "00004.png", format="mm")
+    assert np.abs(batched - load_depth(single, format="mm")).max() <= 0.0011
+    # The unit rules hold here too: millimetres given as float metres are refused, naming the unit.
+    np.save(depth_dir / "00005.npy", _sparse_depth_m(48, 64) * 1000.0)
+    _image(48, 64).save(rgb_dir / "00005.png")
+    (depth_dir / "00005.png").unlink(missing_ok=True)
+    for index in range(5):
+        (depth_dir / f"{index:05d}.png").rename(depth_dir / f"{index:05d}.keep")
+        (rgb_dir / f"{index:05d}.png").rename(rgb_dir / f"{index:05d}.keep")
+    capsys.readouterr()
+    assert main([*command, "--rgb-dir", str(rgb_dir), "--depth-dir", str(depth_dir), "--depth-format", "float"]) == 2
+    assert "millimetres" in capsys.readouterr().err and not (out / "depth" / "00005.png").exists()

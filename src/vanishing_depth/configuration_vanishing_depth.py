@@ -34,6 +34,8 @@ DEPTH_PATCH_EMBEDDING_INITS = ("trunc_normal", "pytorch_default")
 DECODER_SKIPS = ("lateral", "raw")
 #: Float32 arithmetic of the PDE angles (see `pde_float_order`).
 PDE_FLOAT_ORDERS = ("library", "authors")
+#: How the depth input is weighted per patch before the depth patch embedding (see `depth_patch_normalization`).
+DEPTH_PATCH_NORMALIZATIONS = ("none", "valid_mean")
 #: How the pretraining loss pools pixels (see `loss_pooling`).
 LOSS_POOLINGS = ("sample", "batch")
 
@@ -175,6 +177,13 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             The depth in metres a missing measurement (0) is encoded as by the PDE. 0 gives (sin, cos) = (0, 1) in every
             pair; the authors' code writes 1e-6 m (`zero_eps` of their datasets/transforms.py), which converted
             checkpoints keep. Valid depths (>= 0.05 m) never come near either code.
+        depth_patch_normalization (`str`, *optional*, defaults to `"none"`):
+            How the depth encoding reaches the depth patch embedding. `"none"` (the authors'): every pixel of a patch
+            enters, a missing one with the code of `pde_missing_depth_m`, so the 2 measured pixels of a 14x14 patch at
+            1 % density carry 1/100 of the weight of a dense patch. `"valid_mean"`: missing pixels enter as 0 and the
+            measured ones are weighted by patch area / measured pixels in their patch (the normalised convolution of
+            sparsity-invariant CNNs, Uhrig et al. 2017), so a patch's embedding keeps its scale from dense to sparse
+            input; a dense patch embeds exactly as with `"none"` and pixels are never moved between patches.
         pde_float_order (`str`, *optional*, defaults to `"library"`):
             The float32 arithmetic of the PDE angles. `"library"`: `2 pi * (d * (1 / d_max)) * T^(-2k/C)` with the
             inverse periods rounded once from double precision. `"authors"`: `((d / d_max) * 2 pi) / T^(2k/C)` with the
@@ -283,6 +292,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         depth_encoding: str = "pde",
         pde_missing_depth_m: float = 0.0,
         pde_float_order: str = "library",
+        depth_patch_normalization: str = "none",
         position_interpolation: str = "transformers",
         fusion_layers: list[int] | None = None,
         se_reduction: int = 16,
@@ -321,6 +331,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         self.depth_encoding = depth_encoding
         self.pde_missing_depth_m = pde_missing_depth_m
         self.pde_float_order = pde_float_order
+        self.depth_patch_normalization = depth_patch_normalization
         self.position_interpolation = position_interpolation
         self.fusion_layers = (
             list(fusion_layers)
@@ -457,6 +468,11 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
             )
         if self.pde_float_order not in PDE_FLOAT_ORDERS:
             raise ValueError(f"`pde_float_order` must be one of {PDE_FLOAT_ORDERS}, got {self.pde_float_order!r}.")
+        if self.depth_patch_normalization not in DEPTH_PATCH_NORMALIZATIONS:
+            raise ValueError(
+                f"`depth_patch_normalization` must be one of {DEPTH_PATCH_NORMALIZATIONS}, got "
+                f"{self.depth_patch_normalization!r}."
+            )
         supported = self.stream_adapter.position_interpolations
         if self.position_interpolation not in POSITION_INTERPOLATIONS or self.position_interpolation not in supported:
             raise ValueError(

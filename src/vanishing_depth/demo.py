@@ -194,7 +194,7 @@ def evaluate_demo(
     return evaluate_completion(
         trained,
         load_demo_corpus("test") if dataset is None else dataset,
-        VanishingDepthImageProcessor(size={"shortest_edge": short_edge}),
+        VanishingDepthImageProcessor.from_model_config(trained.config, size={"shortest_edge": short_edge}),
         patterns=demo_patterns(densities),
         predictors=predictors,
         model_name="trained",

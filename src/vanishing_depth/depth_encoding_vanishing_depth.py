@@ -16,6 +16,7 @@ import torch
 
 from .configuration_vanishing_depth import (
     DEPTH_ENCODINGS,
+    DEPTH_PATCH_NORMALIZATIONS,
     LOG_DEPTH_MIN_M,
     NORMALIZED_DEPTH_MEAN_M,
     NORMALIZED_DEPTH_STD_M,
@@ -158,6 +159,23 @@ def log_validity_depth_encoding(depth_m: torch.Tensor, max_depth: float = 15.0) 
     return torch.cat((torch.where(valid, code, torch.zeros_like(code)), valid.float()), dim=1)
 
 
+def valid_mean_patch_weights(depth_m: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """`depth_patch_normalization="valid_mean"`: per pixel, patch area / measured pixels of its patch where depth was
+    measured, 0 where it is missing; `(B, 1, H, W)` float32 for `depth_m` `(B, 1, H, W)` metres with H and W multiples
+    of `patch_size` (the patch grid the depth patch embedding cuts). A fully measured patch gets weight 1 everywhere."""
+    height, width = depth_m.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"`depth_m` height and width must be multiples of the patch size {patch_size} for "
+            f"depth_patch_normalization='valid_mean', got {height}x{width}."
+        )
+    valid = (depth_m > 0).float()
+    area = float(patch_size * patch_size)
+    counts = torch.nn.functional.avg_pool2d(valid, patch_size) * area  # exact: sums of 0/1 below 2^24
+    per_patch = area / counts.clamp(min=1.0)
+    return valid * per_patch.repeat_interleave(patch_size, dim=-2).repeat_interleave(patch_size, dim=-1)
+
+
 def encode_depth_input(
     depth_m: torch.Tensor,
     encoding: str = "pde",
@@ -168,6 +186,8 @@ def encode_depth_input(
     normalization: str = "global",
     missing_depth_m: float = 0.0,
     float_order: str = "library",
+    patch_normalization: str = "none",
+    patch_size: int | None = None,
 ) -> torch.Tensor:
     """The depth ViT's input channels for `encoding` (a `VanishingDepthConfig.depth_encoding`), float32 `(B, C, H, W)`:
     `positional_depth_encoding` (C = `channels`, with the other PDE settings), `normalized_depth_encoding` (C = 1) or
@@ -177,7 +197,23 @@ def encode_depth_input(
     Args:
         depth_m: `(B, 1, H, W)` depth in metres, 0 = missing.
         encoding: one of ``"pde"``, ``"normalized"``, ``"log_validity"``.
+        patch_normalization: ``"none"`` or ``"valid_mean"`` (`VanishingDepthConfig.depth_patch_normalization`): the
+            encoding times `valid_mean_patch_weights`, so missing pixels enter the patch embedding as 0 and the
+            measured ones of a patch as if they filled it. Needs `patch_size`.
     """
+    if patch_normalization not in DEPTH_PATCH_NORMALIZATIONS:
+        raise ValueError(
+            f"`patch_normalization` must be one of {DEPTH_PATCH_NORMALIZATIONS}, got {patch_normalization!r}."
+        )
+    encoded = _encode(depth_m, encoding, channels, temperature, max_depth, normalization, missing_depth_m, float_order)
+    if patch_normalization == "none":
+        return encoded
+    if patch_size is None:
+        raise ValueError("`patch_size` (pixels) is needed for patch_normalization='valid_mean', got None.")
+    return encoded * valid_mean_patch_weights(depth_m, int(patch_size))
+
+
+def _encode(depth_m, encoding, channels, temperature, max_depth, normalization, missing_depth_m, float_order):
     if encoding == "normalized":
         return normalized_depth_encoding(depth_m)
     if encoding == "log_validity":
@@ -239,4 +275,5 @@ __all__ = [
     "pde_authors_periods",
     "pde_inverse_periods",
     "positional_depth_encoding",
+    "valid_mean_patch_weights",
 ]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
-from .configuration_vanishing_depth import DEPTH_ENCODINGS
+from .configuration_vanishing_depth import DEPTH_ENCODINGS, DEPTH_PATCH_NORMALIZATIONS
 from .depth_encoding_vanishing_depth import PDE_FLOAT_ORDERS, encode_depth_input
 
 logger = logging.get_logger(__name__)
@@ -199,6 +199,9 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             metres, which the model writes into the depth CLS token.
         pde_missing_depth_m / pde_float_order: the model's `pde_missing_depth_m` and `pde_float_order` (the code of
             a missing pixel, and the float32 arithmetic of the angles; see `positional_depth_encoding`).
+        depth_patch_normalization (`str`, defaults to `"none"`): the model's `depth_patch_normalization`, applied to a
+            precomputed `depth_encoding` (`"valid_mean"`: missing pixels 0, measured ones weighted up to fill their
+            patch; see `encode_depth_input`).
         do_reduce_labels (`bool`, defaults to `False`): segmentation label 0 -> 255 (ignored), others shifted down by 1.
         ignore_index (`int`, defaults to 255): label of padded and ignored segmentation pixels.
     """
@@ -228,6 +231,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         pde_normalization: str = "global",
         pde_missing_depth_m: float = 0.0,
         pde_float_order: str = "library",
+        depth_patch_normalization: str = "none",
         do_reduce_labels: bool = False,
         ignore_index: int = 255,
         **kwargs,
@@ -254,6 +258,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
         self.pde_normalization = pde_normalization
         self.pde_missing_depth_m = pde_missing_depth_m
         self.pde_float_order = pde_float_order
+        self.depth_patch_normalization = depth_patch_normalization
         self.do_reduce_labels = do_reduce_labels
         self.ignore_index = ignore_index
         self._validate_settings()
@@ -274,6 +279,7 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             pde_normalization=config.depth_normalization,
             pde_missing_depth_m=config.pde_missing_depth_m,
             pde_float_order=config.pde_float_order,
+            depth_patch_normalization=config.depth_patch_normalization,
             max_valid_depth=kwargs.pop("max_valid_depth", config.max_depth),
             **kwargs,
         )
@@ -291,6 +297,11 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
             raise ValueError(f"`depth_scale` must be a positive number of metres per unit, got {self.depth_scale!r}.")
         if self.depth_encoding not in DEPTH_ENCODINGS:
             raise ValueError(f"`depth_encoding` must be one of {DEPTH_ENCODINGS}, got {self.depth_encoding!r}.")
+        if self.depth_patch_normalization not in DEPTH_PATCH_NORMALIZATIONS:
+            raise ValueError(
+                f"`depth_patch_normalization` must be one of {DEPTH_PATCH_NORMALIZATIONS}, got "
+                f"{self.depth_patch_normalization!r}."
+            )
         if self.pde_normalization not in ("global", "dynamic"):
             raise ValueError(f"`pde_normalization` must be 'global' or 'dynamic', got {self.pde_normalization!r}.")
         if self.pde_float_order not in PDE_FLOAT_ORDERS:
@@ -510,6 +521,8 @@ class VanishingDepthImageProcessor(BaseImageProcessor):
                 normalization=self.pde_normalization,
                 missing_depth_m=self.pde_missing_depth_m,
                 float_order=self.pde_float_order,
+                patch_normalization=self.depth_patch_normalization,
+                patch_size=self.patch_size,
             )
         else:
             depth_key = "depth_values"

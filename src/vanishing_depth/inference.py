@@ -19,10 +19,22 @@ from .image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .output_paths import prepare_output_file
 from .pipeline_vanishing_depth import DepthCompletionPipeline, load_completion_model
 
-__all__ = ["complete_depth", "complete_depth_file"]
+__all__ = ["complete_depth", "complete_depth_file", "load_completion_processor"]
 
 # The 16-bit millimetre PNG holds 0 ... 65.535 m.
 MAX_PNG_DEPTH_M = 65.535
+
+
+def load_completion_processor(model_dir: str | os.PathLike, model, size: int | None = None):
+    """The image processor saved with a completion model (its ``preprocessor_config.json``), or the one its config
+    implies; `size` overrides the processing short edge in pixels."""
+    if (Path(model_dir) / "preprocessor_config.json").is_file():
+        processor = VanishingDepthImageProcessor.from_pretrained(model_dir)
+    else:
+        processor = VanishingDepthImageProcessor.from_model_config(model.config)
+    if size is not None:
+        processor.size = {"shortest_edge": size}
+    return processor
 
 
 def complete_depth(model, processor, rgb, depth_m: np.ndarray, keep_measured: bool = False) -> np.ndarray:
@@ -52,12 +64,7 @@ def complete_depth_file(
     for target in (out_path, preview):
         prepare_output_file(target, overwrite=overwrite, what="completed-depth file")
     model = load_completion_model(str(model_dir))
-    if (Path(model_dir) / "preprocessor_config.json").is_file():
-        processor = VanishingDepthImageProcessor.from_pretrained(model_dir)
-    else:
-        processor = VanishingDepthImageProcessor.from_model_config(model.config)
-    if size is not None:
-        processor.size = {"shortest_edge": size}
+    processor = load_completion_processor(model_dir, model, size=size)
     rgb = load_rgb(rgb_path)
     depth_in = load_depth(depth_path, format=depth_format)
     completed = complete_depth(model, processor, rgb, depth_in, keep_measured=keep_measured)

@@ -549,6 +549,8 @@ class VanishingDepthModel(VanishingDepthPreTrainedModel):
             normalization=config.depth_normalization,
             missing_depth_m=config.pde_missing_depth_m,
             float_order=config.pde_float_order,
+            patch_normalization=config.depth_patch_normalization,
+            patch_size=config.patch_size,
         )
 
     def _depth_embeddings(

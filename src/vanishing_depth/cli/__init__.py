@@ -1,7 +1,7 @@
 """The `vanishing-depth` command: one subcommand per job, each a thin layer over the library's public API.
 
 One module per subcommand holds its parser and its ``run_*`` function (``features``, ``pretrain``, ``complete``,
-``build_corpus``, ``demo``, ``finetune``, ``evaluate_completion``, ``study``); the Hub and export tools bring their own
+``build_corpus``, ``demo``, ``finetune``, ``evaluate_completion``, ``study``, ``app``); the Hub and export tools bring their own
 (`vanishing_depth.hub`, `vanishing_depth.export`, `vanishing_depth.convert_authors_checkpoint`). Commands that train
 write the model card at the end (the training code itself never imports the Hub layer).
 """
@@ -15,6 +15,7 @@ import sys
 from ..convert_authors_checkpoint import add_convert_subcommand
 from ..export import add_export_subcommand
 from ..hub import add_card_subcommand, add_push_subcommand
+from .app import add_app_subcommand
 from .build_corpus import add_build_corpus_subcommand
 from .complete import add_complete_subcommand
 from .demo import add_demo_subcommand
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_subcommand(subparsers)
     add_evaluate_completion_subcommand(subparsers)
     add_study_subcommand(subparsers)
+    add_app_subcommand(subparsers)
     add_card_subcommand(subparsers)
     add_push_subcommand(subparsers)
     add_export_subcommand(subparsers)

@@ -1,25 +1,40 @@
-"""``vanishing-depth build-corpus``: an RGB folder and a depth folder of a real format -> the RGB-D corpus schema."""
+"""``vanishing-depth build-corpus``: an RGB folder and a depth folder of a real format, or a ROS 1 / ROS 2 (sqlite3,
+MCAP) recording, -> the RGB-D corpus schema."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..data import build_corpus_from_folder, save_corpus
+from ..data import build_corpus_from_folder, build_corpus_from_rosbag, save_corpus
 from ..output_paths import inputs_inside, prepare_output_dir
 
 
 def add_build_corpus_subcommand(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "build-corpus", help="Convert an RGB folder + depth folder of a real format into the RGB-D corpus schema."
+        "build-corpus",
+        help="Convert an RGB folder + depth folder of a real format, or a ROS bag (--rosbag), into the RGB-D corpus "
+        "schema.",
     )
-    parser.add_argument("--rgb-dir", required=True)
-    parser.add_argument("--depth-dir", required=True)
-    parser.add_argument("--depth-format", required=True, help="mm, kitti, tum, sunrgbd, nyu_raw or float.")
+    parser.add_argument("--rgb-dir")
+    parser.add_argument("--depth-dir")
+    parser.add_argument("--depth-format", help="mm, kitti, tum, sunrgbd, nyu_raw or float (folders).")
     parser.add_argument("--source-name", required=True, help="Corpus name stored in every row.")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--match", default="stem", choices=["stem", "sorted", "number"])
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"))
+    bag = parser.add_argument_group("a ROS 1 / ROS 2 recording (pip install 'vanishing-depth[robotics]')")
+    bag.add_argument("--rosbag", help="A .bag, .mcap or .db3 file or a ROS 2 bag folder (instead of the folders).")
+    bag.add_argument("--rgb-topic", help="sensor_msgs/Image or CompressedImage colour topic.")
+    bag.add_argument("--depth-topic", help="Depth topic registered to colour (e.g. .../aligned_depth_to_color/...).")
+    bag.add_argument("--camera-info-topic", help="Colour CameraInfo topic: the corpus' intrinsics column.")
+    bag.add_argument("--max-time-offset-ms", type=float, default=20.0, help="Largest colour-depth stamp gap of a pair.")
+    bag.add_argument("--every-nth", type=int, default=1, help="Keep every n-th paired frame.")
+    bag.add_argument(
+        "--resize-depth",
+        action="store_true",
+        help="Accept unaligned depth of the colour's aspect ratio, resized (nearest neighbour) to the colour size.",
+    )
     parser.add_argument("--split", default="train", help="Split name of the written parquet file.")
     parser.add_argument(
         "--overwrite",
@@ -36,8 +51,18 @@ def run_build_corpus(args: argparse.Namespace) -> int:
     what = "corpus output folder"
     if output_dir.exists() and not args.overwrite:
         prepare_output_dir(output_dir, what=what)  # refuses a non-empty folder before the (long) conversion
-    for source in inputs_inside(output_dir, (args.rgb_dir, args.depth_dir)):
-        raise ValueError(f"--output-dir {str(output_dir)!r} holds the input folder {source!r}; choose another.")
+    for source in inputs_inside(output_dir, (args.rgb_dir, args.depth_dir, args.rosbag)):
+        raise ValueError(f"--output-dir {str(output_dir)!r} holds the input {source!r}; choose another.")
+    if args.rosbag:
+        return _run_from_rosbag(args, output_dir, what)
+    missing = [flag for flag, value in (("--rgb-dir", args.rgb_dir), ("--depth-dir", args.depth_dir),
+                                        ("--depth-format", args.depth_format)) if not value]  # fmt: skip
+    if missing:
+        raise ValueError(f"build-corpus needs {', '.join(missing)} (or --rosbag with --rgb-topic and --depth-topic).")
+    bag_flags = [flag for flag, value in (("--rgb-topic", args.rgb_topic), ("--depth-topic", args.depth_topic),
+                                          ("--camera-info-topic", args.camera_info_topic)) if value]  # fmt: skip
+    if bag_flags:
+        raise ValueError(f"{', '.join(bag_flags)} need(s) --rosbag.")
     bad_files: list[tuple[str, str]] = []
     dataset = build_corpus_from_folder(
         args.rgb_dir,
@@ -53,4 +78,31 @@ def run_build_corpus(args: argparse.Namespace) -> int:
     for path, reason in bad_files:
         print(f"skipped bad file {path}: {reason}")
     print(f"{len(dataset)} frames -> {paths}; {len(bad_files)} bad file(s) skipped")
+    return 0
+
+
+def _run_from_rosbag(args: argparse.Namespace, output_dir: Path, what: str) -> int:
+    folder_flags = [flag for flag, value in (("--rgb-dir", args.rgb_dir), ("--depth-dir", args.depth_dir),
+                                             ("--depth-format", args.depth_format), ("--intrinsics", args.intrinsics))
+                    if value]  # fmt: skip
+    if folder_flags:
+        raise ValueError(
+            f"{', '.join(folder_flags)} do(es) not apply to --rosbag (units come from the encodings, intrinsics from "
+            "--camera-info-topic)."
+        )
+    if not args.rgb_topic or not args.depth_topic:
+        raise ValueError("--rosbag needs --rgb-topic and --depth-topic.")
+    dataset = build_corpus_from_rosbag(
+        args.rosbag,
+        rgb_topic=args.rgb_topic,
+        depth_topic=args.depth_topic,
+        source_name=args.source_name,
+        camera_info_topic=args.camera_info_topic,
+        max_time_offset_ms=args.max_time_offset_ms,
+        every_nth=args.every_nth,
+        resize_depth=args.resize_depth,
+    )
+    prepare_output_dir(output_dir, overwrite=args.overwrite, what=what)
+    paths = save_corpus(dataset, output_dir, splits={args.split: list(range(len(dataset)))})
+    print(f"{len(dataset)} frames of {args.rosbag} -> {paths}")
     return 0

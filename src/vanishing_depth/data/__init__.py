@@ -16,6 +16,9 @@ Every depth quantity is float32 metres with 0 = no measurement. One decoder turn
 - `collators`: `RGBDCollator`, the `Trainer` data collator; `adapters`: public datasets' columns, units and labels.
 - `sensors`: what a sensor would measure of a dense ground truth (points, LiDAR lines, ToF, edge holes).
 - `synthetic`: procedural RGB-D scenes with exactly known depth.
+- `rosbag`: `read_rosbag_frames`, registered RGB-D frames of ROS 1 / ROS 2 (sqlite3, MCAP) recordings (the
+  ``robotics`` extra); `corpora.build_corpus_from_rosbag` turns them into a corpus.
+- `pointcloud`: `depth_to_pointcloud` (metres in the camera frame), `scale_intrinsics`, `write_ply` (binary PLY).
 """
 
 from .adapters import (
@@ -35,6 +38,7 @@ from .collators import TASKS, ColumnMap, RGBDCollator
 from .corpora import (
     DEMO_CORPUS_NAME,
     build_corpus_from_folder,
+    build_corpus_from_rosbag,
     demo_corpus_path,
     load_corpus,
     load_demo_corpus,
@@ -54,6 +58,14 @@ from .depth_io import (
 )
 from .image_io import UNREADABLE_IMAGE_ERRORS, UnsupportedImageError, load_rgb, open_image, rgb_array
 from .mixing import PretrainingCorpus, mix_corpora, prepare_pretraining_corpus
+from .pointcloud import depth_to_pointcloud, scale_intrinsics, write_ply
+from .rosbag import (
+    SUPPORTED_DEPTH_ENCODINGS,
+    SUPPORTED_RGB_ENCODINGS,
+    RosbagFrame,
+    RosbagFrameReader,
+    read_rosbag_frames,
+)
 from .schema import (
     RGBD_CORPUS_COLUMNS,
     RGBD_CORPUS_FEATURES,
@@ -87,6 +99,8 @@ __all__ = [
     "RGBD_CORPUS_FEATURES",
     "SKIP_CAUSES",
     "SUNRGBD37_CLASSES",
+    "SUPPORTED_DEPTH_ENCODINGS",
+    "SUPPORTED_RGB_ENCODINGS",
     "SYNTHETIC_SOURCE_NAME",
     "TASKS",
     "UNREADABLE_IMAGE_ERRORS",
@@ -100,10 +114,14 @@ __all__ = [
     "RGBDSample",
     "RGBDSampleDecoder",
     "RGBDSkipStats",
+    "RosbagFrame",
+    "RosbagFrameReader",
     "UnsupportedImageError",
     "as_numpy_generator",
     "build_corpus_from_folder",
+    "build_corpus_from_rosbag",
     "corpus_adapter",
+    "depth_to_pointcloud",
     "decode_depth",
     "decode_depth_array",
     "decode_rgbd_row",
@@ -124,11 +142,13 @@ __all__ = [
     "render_synthetic_scene",
     "resize_depth_nearest",
     "rgb_array",
+    "read_rosbag_frames",
     "rgbd_corpus_features",
     "same_view",
     "sample_uniform_points",
     "save_corpus",
     "save_depth",
+    "scale_intrinsics",
     "simulate_depth_input",
     "simulate_edge_holes",
     "simulate_lidar_lines",
@@ -137,4 +157,5 @@ __all__ = [
     "synthetic_corpus",
     "to_corpus_schema",
     "void_adapter",
+    "write_ply",
 ]

@@ -39,6 +39,8 @@ from tqdm.auto import tqdm
 
 from .depth_io import DEPTH_FORMATS, encode_depth, load_depth
 from .image_io import UNREADABLE_IMAGE_ERRORS, rgb_array
+from .pointcloud import check_intrinsics
+from .rosbag import read_rosbag_frames
 from .schema import (
     ASPECT_TOLERANCE,
     COUNT_FORMATS,
@@ -56,9 +58,11 @@ __all__ = [
     "load_split",
     "DEMO_CORPUS_NAME",
     "build_corpus_from_folder",
+    "build_corpus_from_rosbag",
     "demo_corpus_path",
     "load_corpus",
     "load_demo_corpus",
+    "pair_rgbd_files",
     "save_corpus",
     "to_corpus_schema",
 ]
@@ -79,18 +83,6 @@ def _check_depth_format(depth_format: str) -> None:
     known = [name for name in DEPTH_FORMATS if name in COUNT_FORMATS + DECODED_FORMATS]
     if depth_format not in known:
         raise ValueError(f"`depth_format` must be one of {known}, got {depth_format!r}.")
-
-
-def _check_intrinsics(value: Any, name: str) -> list[float]:
-    try:
-        values = [float(x) for x in value]
-    except TypeError:
-        raise ValueError(f"`{name}` must be 4 numbers (fx, fy, cx, cy) in pixels, got {value!r}.") from None
-    if len(values) != 4 or not all(np.isfinite(values)) or values[0] <= 0 or values[1] <= 0:
-        raise ValueError(
-            f"`{name}` must be 4 finite numbers (fx, fy, cx, cy) in pixels with fx, fy > 0, got {value!r}."
-        )
-    return values
 
 
 def _list_files(directory: Path, suffixes: tuple[str, ...], what: str) -> list[Path]:
@@ -174,9 +166,11 @@ def _pairs_from_file(pairs_file: Path, rgb_files: list[Path], depth_files: list[
     return pairs
 
 
-def _pair_files(
-    rgb_dir: Path, depth_dir: Path, match: str, pairs_file: str | os.PathLike | None
+def pair_rgbd_files(
+    rgb_dir: Path, depth_dir: Path, match: str = "stem", pairs_file: str | os.PathLike | None = None
 ) -> list[tuple[Path, Path]]:
+    """(RGB file, depth file) pairs of two folders, matched as `build_corpus_from_folder` describes (`match`,
+    `pairs_file`); unmatched files raise a ValueError that lists them."""
     rgb_files = _list_files(rgb_dir, RGB_SUFFIXES, "rgb_dir")
     depth_files = _list_files(depth_dir, DEPTH_SUFFIXES, "depth_dir")
     if pairs_file is not None:
@@ -335,10 +329,10 @@ def build_corpus_from_folder(
         raise ValueError(f"`bad_files` must be a list (it receives (path, reason) pairs) or None, got {bad_files!r}.")
     # Tuples, not lists: `datasets` treats list-valued generator arguments as shards.
     if isinstance(intrinsics, Mapping):
-        intrinsics = {str(k): tuple(_check_intrinsics(v, f"intrinsics[{k!r}]")) for k, v in intrinsics.items()}
+        intrinsics = {str(k): tuple(check_intrinsics(v, f"intrinsics[{k!r}]")) for k, v in intrinsics.items()}
     elif intrinsics is not None:
-        intrinsics = tuple(_check_intrinsics(intrinsics, "intrinsics"))
-    pairs = _pair_files(Path(rgb_dir), Path(depth_dir), match, pairs_file)
+        intrinsics = tuple(check_intrinsics(intrinsics, "intrinsics"))
+    pairs = pair_rgbd_files(Path(rgb_dir), Path(depth_dir), match, pairs_file)
     rows = [(str(rgb), str(depth), rgb.stem) for rgb, depth in pairs]
     frame_ids = [frame_id for _, _, frame_id in rows]
     if len(set(frame_ids)) != len(frame_ids):
@@ -396,6 +390,80 @@ def build_corpus_from_folder(
     )
 
 
+def _encode_png_rgb(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _rosbag_rows(reader, source_name: str, **_stamp):
+    for frame in tqdm(reader, total=len(reader), desc="reading bag frames", unit="frame", leave=False):
+        if frame.depth_is_millimetres:  # integer millimetres: the 16-bit PNG holds them exactly
+            depth_cell, scale = {"bytes": _encode_png16(encode_depth(frame.depth_m, "mm"))}, 0.001
+        else:  # 32FC1 metres keep their float precision
+            depth_cell, scale = {"bytes": _encode_float_tiff(frame.depth_m)}, 1.0
+        suffix = ".png" if scale != 1.0 else ".tiff"
+        yield {
+            "image": {"bytes": _encode_png_rgb(frame.rgb), "path": f"{frame.frame_id}.png"},
+            "depth": {**depth_cell, "path": f"{frame.frame_id}{suffix}"},
+            "depth_scale": scale,
+            "intrinsics": None if frame.intrinsics is None else list(frame.intrinsics),
+            "source": source_name,
+            "frame_id": frame.frame_id,
+        }
+
+
+def build_corpus_from_rosbag(
+    path: str | os.PathLike,
+    rgb_topic: str,
+    depth_topic: str,
+    source_name: str,
+    camera_info_topic: str | None = None,
+    max_time_offset_ms: float = 20.0,
+    every_nth: int = 1,
+    resize_depth: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+):
+    """Convert the registered RGB-D frames of a ROS 1 / ROS 2 (sqlite3, MCAP) recording into a corpus `Dataset`.
+
+    Frames come from `vanishing_depth.data.read_rosbag_frames` (its encodings, timestamp pairing, alignment rule and
+    `resize_depth`). RGB is stored as lossless PNG; ``16UC1`` / ``mono16`` / compressedDepth 16UC1 depth as 16-bit
+    millimetre PNG (``depth_scale`` 0.001, exact), ``32FC1`` depth as float32 TIFF in metres (``depth_scale`` 1.0);
+    ``intrinsics`` are the colour ``CameraInfo``'s at the colour size (rescaled when the ``CameraInfo`` is for another
+    size), or null without `camera_info_topic`; ``frame_id`` is the colour timestamp in ns (19 digits).
+
+    Returns:
+        A `datasets.Dataset` with `RGBD_CORPUS_FEATURES`; save it with `save_corpus`.
+    """
+    if not isinstance(source_name, str) or not source_name:
+        raise ValueError(f"`source_name` must be a non-empty string, got {source_name!r}.")
+    reader = read_rosbag_frames(
+        path,
+        rgb_topic=rgb_topic,
+        depth_topic=depth_topic,
+        camera_info_topic=camera_info_topic,
+        max_time_offset_ms=max_time_offset_ms,
+        every_nth=every_nth,
+        resize_depth=resize_depth,
+    )
+    # The `datasets` cache key follows the recording's files' sizes and mtimes, not only its path.
+    files_in_bag = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
+    digest = hashlib.sha256()
+    for file in files_in_bag:
+        stat = os.stat(file)
+        digest.update(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return Dataset.from_generator(
+        _rosbag_rows,
+        features=rgbd_corpus_features(),
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        gen_kwargs={
+            "reader": reader,
+            "source_name": source_name,
+            "stamp": digest.hexdigest(),
+        },
+    )
+
+
 def to_corpus_schema(
     dataset,
     source_name: str,
@@ -429,7 +497,7 @@ def to_corpus_schema(
     image_column = pick(image_column, ("image", "rgb", "pixel_values"), "image_column")
     depth_column = pick(depth_column, ("depth", "depth_map"), "depth_column")
     scale = check_depth_scale(depth_scale, "`depth_scale`")
-    fixed_intrinsics = None if intrinsics is None else _check_intrinsics(intrinsics, "intrinsics")
+    fixed_intrinsics = None if intrinsics is None else check_intrinsics(intrinsics, "intrinsics")
     if frame_id_column is not None and frame_id_column not in columns:
         raise ValueError(f"`frame_id_column` {frame_id_column!r} is not a column; columns are {columns}.")
 

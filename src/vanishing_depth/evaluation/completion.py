@@ -326,7 +326,9 @@ def evaluate_completion(
             for pattern in patterns:
                 sparse = simulate_depth_input(target[:, None], pattern, generators[pattern])
                 input_points[pattern] += int(torch.count_nonzero(sparse))
-                removed = sparse[:, 0] <= 0
+                # Removed: valid ground truth the input does not carry, i.e. missing there or (a low-resolution ToF
+                # upsampled onto every pixel) given as another pixel's value.
+                removed = (sparse[:, 0] <= 0) | (sparse[:, 0] != target)
                 for name, predict in predictors.items():
                     prediction = predict(pixel_values, sparse)
                     all_pixels, removed_pixels = scores[name][pattern]

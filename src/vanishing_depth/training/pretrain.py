@@ -717,7 +717,7 @@ def build_model(args: PretrainingArguments):
         torch.manual_seed(args.seed)
         rgb_overrides = overrides.pop("rgb_config", {})
         rgb_config = Dinov2Config(
-            image_size=args.image_size, patch_size=14, **{**MODEL_SHAPES[args.model_shape], **rgb_overrides}
+            **{"image_size": args.image_size, "patch_size": 14, **MODEL_SHAPES[args.model_shape], **rgb_overrides}
         )
         fuse_cls_token = resolve_fuse_cls_token(args.fuse_cls_token, rgb_config.hidden_size)
         config = VanishingDepthConfig(rgb_config=rgb_config, fuse_cls_token=fuse_cls_token, **overrides)
