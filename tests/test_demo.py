@@ -109,7 +109,7 @@ def test_demo_pretraining_is_deterministic(tmp_path):
         args = demo_arguments(tmp_path / name, max_steps=3, seed=0, synthetic_corpus_dir=synthetic)
         args = dataclasses.replace(
             args,
-            image_size=28,
+            image_size=56,  # a multiple of the demo model's 8 px patches and of 14
             per_device_batch_size=2,
             logging_steps=1,
             validation_dataset=None,

@@ -14,7 +14,7 @@ map is the ground truth; a removal pattern (`vanishing_depth.data.simulate_depth
 the image (a depth in metres each) are added to that input. The page shows the completed depth on a fixed metric
 colour scale, the input and the error map, RMSE / MAE on the observed, removed and all valid pixels (metres,
 `vanishing_depth.evaluation.compute_depth_metrics`), PCA maps of the RGB and depth tokens at every fusion layer
-(`vanishing_depth.evaluation.studies.pca_rgb`) with the depth share of each fusion (`VanishingDepthFusion.depth_share`),
+(`vanishing_depth.evaluation.studies.probe_fusion_layers`) with the depth share of each fusion (`VanishingDepthFusion.depth_share`),
 a 16-bit millimetre PNG to download and, with intrinsics, a point cloud (PLY) in a 3D viewer.
 
 The main action is also an API endpoint (``api_name="complete"``) with the parameters ``rgb``, ``depth``,
@@ -70,7 +70,7 @@ from .data import (
 from .data.pointcloud import check_intrinsics
 from .demo import DEMO_MODEL_FOLDER
 from .evaluation.depth import compute_depth_metrics
-from .evaluation.studies import pca_rgb
+from .evaluation.studies import probe_fusion_layers
 from .image_processing_vanishing_depth import VanishingDepthImageProcessor
 from .inference import MAX_PNG_DEPTH_M
 from .pipeline_vanishing_depth import DepthCompletionPipeline, colorize_depth, load_completion_model
@@ -389,19 +389,15 @@ class DepthAnalyzer:
         return captured
 
     def _fusion_probe(self, captured: dict, size) -> tuple[dict[int, float], dict[str, np.ndarray]]:
-        """Depth share and PCA maps at each fusion layer, as `vanishing_depth.evaluation.studies.feature_study`
-        computes them: the share from the depth tokens before fusion and the RGB tokens, the maps from the RGB tokens
-        and the depth tokens after fusion (what the next block and the decoder see)."""
-        encoder = self.encoder
-        height, width = size
-        shares, maps = {}, {}
-        for index, layer in enumerate(encoder.config.fusion_layers):
-            depth_pre, rgb_tokens, depth_post = captured[layer]
-            shares[layer] = float(encoder.fusions[index].depth_share(depth_pre, rgb_tokens))
-            for name, tokens in (("RGB", rgb_tokens), ("depth", depth_post)):
-                colours, _ = pca_rgb(encoder.tokens_to_map(tokens.float().cpu(), height, width))
-                maps[f"{name} L{layer}"] = colours[0]
-        return shares, maps
+        """Depth share and PCA maps at each fusion layer (`probe_fusion_layers`, as the feature study draws them),
+        labelled ``RGB L<layer>`` / ``depth L<layer>`` for the page."""
+        probe = probe_fusion_layers(self.encoder, captured, *size)
+        labels = {"rgb": "RGB", "depth": "depth"}
+        maps = {}
+        for name, colours in probe["pictures"].items():
+            stream, layer = name.split(" ")
+            maps[f"{labels[stream]} {layer}"] = colours[0]
+        return probe["depth_share"], maps
 
 
 def region_metrics(completed_m: np.ndarray, ground_truth_m: np.ndarray, input_m: np.ndarray):

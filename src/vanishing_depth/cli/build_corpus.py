@@ -10,6 +10,23 @@ from ..data import build_corpus_from_folder, build_corpus_from_rosbag, save_corp
 from ..output_paths import inputs_inside, prepare_output_dir
 
 
+def add_rosbag_arguments(parser: argparse.ArgumentParser, camera_info_use: str) -> None:
+    """The ROS-bag input flags `build-corpus` and `complete` share (`vanishing_depth.data.read_rosbag_frames`);
+    `camera_info_use` says what the colour CameraInfo is used for."""
+    bag = parser.add_argument_group("a ROS 1 / ROS 2 recording (pip install 'vanishing-depth[robotics]')")
+    bag.add_argument("--rosbag", help="A .bag, .mcap or .db3 file or a ROS 2 bag folder (instead of the folders).")
+    bag.add_argument("--rgb-topic", help="sensor_msgs/Image or CompressedImage colour topic.")
+    bag.add_argument("--depth-topic", help="Depth topic registered to colour (e.g. .../aligned_depth_to_color/...).")
+    bag.add_argument("--camera-info-topic", help=f"Colour CameraInfo topic: {camera_info_use}.")
+    bag.add_argument("--max-time-offset-ms", type=float, default=20.0, help="Largest colour-depth stamp gap of a pair.")
+    bag.add_argument("--every-nth", type=int, default=1, help="Keep every n-th paired frame.")
+    bag.add_argument(
+        "--resize-depth",
+        action="store_true",
+        help="Accept unaligned depth of the colour's aspect ratio, resized (nearest neighbour) to the colour size.",
+    )
+
+
 def add_build_corpus_subcommand(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "build-corpus",
@@ -23,18 +40,7 @@ def add_build_corpus_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--match", default="stem", choices=["stem", "sorted", "number"])
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"))
-    bag = parser.add_argument_group("a ROS 1 / ROS 2 recording (pip install 'vanishing-depth[robotics]')")
-    bag.add_argument("--rosbag", help="A .bag, .mcap or .db3 file or a ROS 2 bag folder (instead of the folders).")
-    bag.add_argument("--rgb-topic", help="sensor_msgs/Image or CompressedImage colour topic.")
-    bag.add_argument("--depth-topic", help="Depth topic registered to colour (e.g. .../aligned_depth_to_color/...).")
-    bag.add_argument("--camera-info-topic", help="Colour CameraInfo topic: the corpus' intrinsics column.")
-    bag.add_argument("--max-time-offset-ms", type=float, default=20.0, help="Largest colour-depth stamp gap of a pair.")
-    bag.add_argument("--every-nth", type=int, default=1, help="Keep every n-th paired frame.")
-    bag.add_argument(
-        "--resize-depth",
-        action="store_true",
-        help="Accept unaligned depth of the colour's aspect ratio, resized (nearest neighbour) to the colour size.",
-    )
+    add_rosbag_arguments(parser, "the corpus' intrinsics column")
     parser.add_argument("--split", default="train", help="Split name of the written parquet file.")
     parser.add_argument(
         "--overwrite",

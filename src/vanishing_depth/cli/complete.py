@@ -32,6 +32,7 @@ from ..data.pointcloud import check_intrinsics
 from ..inference import MAX_PNG_DEPTH_M, complete_depth_file, load_completion_processor
 from ..output_paths import inputs_inside, prepare_output_dir, prepare_output_file
 from ..pipeline_vanishing_depth import DepthCompletionPipeline, load_completion_model
+from .build_corpus import add_rosbag_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +66,7 @@ def add_complete_subcommand(subparsers) -> argparse.ArgumentParser:
     folders.add_argument(
         "--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="For --pointcloud (pixels)."
     )
-    bag = parser.add_argument_group("a ROS 1 / ROS 2 recording (pip install 'vanishing-depth[robotics]')")
-    bag.add_argument("--rosbag", help="A .bag, .mcap or .db3 file or a ROS 2 bag folder.")
-    bag.add_argument("--rgb-topic", help="sensor_msgs/Image or CompressedImage colour topic.")
-    bag.add_argument("--depth-topic", help="Depth topic registered to colour (e.g. .../aligned_depth_to_color/...).")
-    bag.add_argument("--camera-info-topic", help="Colour CameraInfo topic: intrinsics for --pointcloud.")
-    bag.add_argument("--max-time-offset-ms", type=float, default=20.0, help="Largest colour-depth stamp gap of a pair.")
-    bag.add_argument("--every-nth", type=int, default=1, help="Keep every n-th paired frame.")
-    bag.add_argument(
-        "--resize-depth",
-        action="store_true",
-        help="Accept unaligned depth of the colour's aspect ratio, resized (nearest neighbour) to the colour size.",
-    )
+    add_rosbag_arguments(parser, "intrinsics for --pointcloud")
     parser.add_argument("--depth-format", default="auto", help="mm, kitti, tum, sunrgbd, nyu_raw, float or auto.")
     parser.add_argument("--output-dir", help="Folder for depth/<frame>.png (and pointcloud/<frame>.ply).")
     parser.add_argument("--pointcloud", action="store_true", help="Also write a binary PLY point cloud per frame.")

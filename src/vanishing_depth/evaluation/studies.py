@@ -60,6 +60,7 @@ __all__ = [
     "feature_study",
     "format_spread_table",
     "pca_rgb",
+    "probe_fusion_layers",
     "removal_patterns",
     "summarize_seeds",
 ]
@@ -504,6 +505,33 @@ def pca_rgb(feature_maps: torch.Tensor) -> tuple[np.ndarray, list[float]]:
     return colours.reshape(batch, height, width, 3).float().numpy(), explained
 
 
+def probe_fusion_layers(
+    encoder,
+    tokens: Mapping[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    height: int,
+    width: int,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """What each fusion layer does, from its tokens: ``tokens[layer] = (depth tokens before fusion, RGB tokens, depth
+    tokens after fusion)``, each `(B, P + N, D)`, of a `VanishingDepthModel` `encoder` on `height` x `width` px
+    inputs. Returns ``depth_share`` ({layer: ``|SE_depth| / (|SE_rgb| + |SE_depth|)``}, `VanishingDepthFusion.depth_share`
+    of the tokens before fusion), ``pictures`` ({``"rgb L<layer>"`` / ``"depth L<layer>"``: `(B, h, w, 3)` PCA
+    colours of the RGB tokens and of the depth tokens after fusion, what the next block and the decoder see}) and
+    ``explained_variance`` ({layer: {"rgb": ratios, "depth": ratios}}). The feature study and the web app both
+    draw their maps from it."""
+    shares, pictures, explained = {}, {}, {}
+    layers = list(encoder.config.fusion_layers)
+    for index, layer in enumerate(tqdm(layers, desc="fusion layers", unit="layer", disable=not progress)):
+        depth_pre, rgb_tokens, depth_post = tokens[layer]
+        shares[layer] = float(encoder.fusions[index].depth_share(depth_pre, rgb_tokens))
+        explained[layer] = {}
+        for stream, stream_tokens in (("rgb", rgb_tokens), ("depth", depth_post)):
+            colours, ratio = pca_rgb(encoder.tokens_to_map(stream_tokens.float().cpu(), height, width))
+            pictures[f"{stream} L{layer}"] = colours
+            explained[layer][stream] = ratio
+    return {"depth_share": shares, "pictures": pictures, "explained_variance": explained}
+
+
 def feature_study(
     model: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -549,15 +577,12 @@ def feature_study(
     height, width = pixel_values.shape[-2:]
     with torch.inference_mode():
         streams = encoder.forward_streams(pixel_values, depth_values=depth_input, feature_layers=layers)
-        shares, explained, pictures = {}, {}, {}
-        for index, layer in enumerate(tqdm(layers, desc="feature study", unit="layer")):
-            fusion = encoder.fusions[index]
-            shares[str(layer)] = float(fusion.depth_share(streams.depth_pre_fusion[layer], streams.rgb[layer]))
-            explained[str(layer)] = {}
-            for stream, tokens in (("rgb", streams.rgb[layer]), ("depth", streams.depth_post_fusion[layer])):
-                colours, ratio = pca_rgb(encoder.tokens_to_map(tokens.float(), height, width))
-                pictures[f"{stream} L{layer}"] = colours
-                explained[str(layer)][stream] = ratio
+        tokens = {layer: (streams.depth_pre_fusion[layer], streams.rgb[layer], streams.depth_post_fusion[layer])
+                  for layer in layers}  # fmt: skip
+        probe = probe_fusion_layers(encoder, tokens, height, width, progress=True)
+    shares = {str(layer): share for layer, share in probe["depth_share"].items()}
+    explained = {str(layer): ratios for layer, ratios in probe["explained_variance"].items()}
+    pictures = probe["pictures"]
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
     rgb = (pixel_values * std + mean).clamp(0.0, 1.0).permute(0, 2, 3, 1).numpy()

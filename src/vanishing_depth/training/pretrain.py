@@ -727,6 +727,11 @@ def build_model(args: PretrainingArguments):
             "run starts from pretrained weights (e.g. --rgb-backbone facebook/dinov2-small).",
             args.model_shape,
         )
+    if args.image_size % model.config.patch_size:
+        raise ValueError(
+            f"`image_size` must be a multiple of the model's patch size {model.config.patch_size} px, got "
+            f"{args.image_size}."
+        )
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model

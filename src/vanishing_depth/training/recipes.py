@@ -253,7 +253,17 @@ RECIPES: Mapping[str, PretrainingRecipe] = MappingProxyType({OFFICIAL.name: OFFI
 
 #: The tiny random-init model the demo and the encoding study pretrain (`--model-shape tiny` plus these config
 #: overrides and optimiser settings): one definition, so the study measures the demo's model.
-TINY_DEMO_CONFIG_OVERRIDES = {"pde_channels": 32, "se_reduction": 8, "decoder_channels": [64, 32, 16, 8]}
+TINY_DEMO_CONFIG_OVERRIDES = {
+    "pde_channels": 32,
+    "se_reduction": 8,
+    "decoder_channels": [64, 32, 16, 8],
+    # 64-wide tokens cannot describe a 14x14 patch of depth: 8x8 patches give the tiny model a 14x14 token grid at
+    # 112 px (the dense-input error on held-out Redwood fell from 0.22 to 0.16 m), and "valid_mean" lets the few
+    # measured pixels of a sparse patch reach its embedding at full strength (at 1 % density the model had ignored
+    # its input: doubling every input depth moved its output by about 10 %; with it, by about 80 %).
+    "depth_patch_normalization": "valid_mean",
+    "rgb_config": {"patch_size": 8},
+}
 TINY_DEMO_OPTIMISATION = {
     "learning_rate": 1e-3,  # a random-init tiny encoder learns far faster than a pretrained ViT may be pushed
     "decoder_learning_rate": 2e-3,
