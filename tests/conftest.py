@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
+import datasets.config
+import huggingface_hub.constants
 import pytest
 import torch
 
@@ -107,3 +110,14 @@ def tiny_pretraining_args(output_dir, corpus, **overrides):
     )
     kwargs.update(overrides)
     return PretrainingArguments(**kwargs)
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """Tests that talk to 127.0.0.1 only: no Hub telemetry or agent lookups (huggingface_hub, under gradio_client) and
+    no download counts (datasets, under the bundled corpus)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        yield

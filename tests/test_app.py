@@ -8,14 +8,12 @@ import math
 import socket
 from pathlib import Path
 
-import datasets.config
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import hub_offline, tiny_config
 from vanishing_depth import VanishingDepthForPretraining, VanishingDepthModel
 from vanishing_depth.cli import build_parser
 from vanishing_depth.data import load_demo_corpus, load_depth, save_depth
@@ -43,12 +41,7 @@ from vanishing_depth.app import (  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def _no_network():
-    """The tests talk to 127.0.0.1 only: no Hub telemetry or agent lookups (huggingface_hub, under gradio_client) and
-    no download counts (datasets, under the bundled corpus)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with hub_offline():
         yield
 
 

@@ -24,12 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import datasets.config
-import huggingface_hub.constants
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import hub_offline, tiny_config
 from vanishing_depth import VanishingDepthForPretraining
 from vanishing_depth.image_processing_vanishing_depth import VanishingDepthImageProcessor
 
@@ -51,12 +49,7 @@ PAGE_TIMEOUT_S = 40
 
 @pytest.fixture(scope="module", autouse=True)
 def _no_network():
-    """The tests talk to 127.0.0.1 only: no Hub telemetry or agent lookups (huggingface_hub, under gradio_client) and
-    no download counts (datasets, under the bundled corpus)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        patch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with hub_offline():
         yield
 
 

@@ -27,6 +27,19 @@ def add_rosbag_arguments(parser: argparse.ArgumentParser, camera_info_use: str) 
     )
 
 
+def rosbag_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `read_rosbag_frames` (and `build_corpus_from_rosbag`) that the flags of
+    `add_rosbag_arguments` set."""
+    return {
+        "rgb_topic": args.rgb_topic,
+        "depth_topic": args.depth_topic,
+        "camera_info_topic": args.camera_info_topic,
+        "max_time_offset_ms": args.max_time_offset_ms,
+        "every_nth": args.every_nth,
+        "resize_depth": args.resize_depth,
+    }
+
+
 def add_build_corpus_subcommand(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "build-corpus",
@@ -98,16 +111,7 @@ def _run_from_rosbag(args: argparse.Namespace, output_dir: Path, what: str) -> i
         )
     if not args.rgb_topic or not args.depth_topic:
         raise ValueError("--rosbag needs --rgb-topic and --depth-topic.")
-    dataset = build_corpus_from_rosbag(
-        args.rosbag,
-        rgb_topic=args.rgb_topic,
-        depth_topic=args.depth_topic,
-        source_name=args.source_name,
-        camera_info_topic=args.camera_info_topic,
-        max_time_offset_ms=args.max_time_offset_ms,
-        every_nth=args.every_nth,
-        resize_depth=args.resize_depth,
-    )
+    dataset = build_corpus_from_rosbag(args.rosbag, source_name=args.source_name, **rosbag_options(args))
     prepare_output_dir(output_dir, overwrite=args.overwrite, what=what)
     paths = save_corpus(dataset, output_dir, splits={args.split: list(range(len(dataset)))})
     print(f"{len(dataset)} frames of {args.rosbag} -> {paths}")

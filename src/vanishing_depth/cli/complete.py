@@ -32,7 +32,7 @@ from ..data.pointcloud import check_intrinsics
 from ..inference import MAX_PNG_DEPTH_M, complete_depth_file, load_completion_processor
 from ..output_paths import inputs_inside, prepare_output_dir, prepare_output_file
 from ..pipeline_vanishing_depth import DepthCompletionPipeline, load_completion_model
-from .build_corpus import add_rosbag_arguments
+from .build_corpus import add_rosbag_arguments, rosbag_options
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +138,7 @@ def run_complete(args: argparse.Namespace) -> int:
         raise ValueError(f"--output-dir {args.output_dir!r} holds the input {source!r}; choose another folder.")
 
     if args.rosbag:
-        reader = read_rosbag_frames(
-            args.rosbag,
-            rgb_topic=args.rgb_topic,
-            depth_topic=args.depth_topic,
-            camera_info_topic=args.camera_info_topic,
-            max_time_offset_ms=args.max_time_offset_ms,
-            every_nth=args.every_nth,
-            resize_depth=args.resize_depth,
-        )
+        reader = read_rosbag_frames(args.rosbag, **rosbag_options(args))
         if args.pointcloud and reader.intrinsics is None:
             raise ValueError("--pointcloud needs intrinsics: pass --camera-info-topic (the colour CameraInfo).")
         frame_ids = [f"{stamp:019d}" for stamp in reader.stamps_ns]
