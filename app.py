@@ -1,7 +1,7 @@
 """The Vanishing Depth Analyzer as a Hugging Face Space (or any machine) starts it: ``python app.py``.
 
 The model is ``$VANISHING_DEPTH_MODEL``: a folder with a trained decoder (``RUN/pretraining`` or a depth head) or a
-Hub model id; unset, the demo model ``outputs/vanishing-depth-dinov2-demo/pretraining`` that ``make demo`` writes.
+Hub model id; unset, the demo model ``outputs/vanishing-depth-demo/pretraining`` that ``make demo`` writes.
 The address is Gradio's own ``$GRADIO_SERVER_NAME`` / ``$GRADIO_SERVER_PORT`` (a Space sets ``0.0.0.0`` / 7860);
 unset, ``127.0.0.1:7860``. To make a Space: copy this file and ``space/requirements.txt`` to the Space repository's
 root and set the variable ``VANISHING_DEPTH_MODEL`` in its settings (see ``space/README.md``).

@@ -1,7 +1,7 @@
 """Depth completion on real sensor frames: a saved completion model against nearest-neighbour and median filling.
 
 Scores a completion model (a folder with a trained decoder: a `VanishingDepthForPretraining` or a
-`VanishingDepthForDepthEstimation`; default the `make demo` output ``outputs/vanishing-depth-dinov2-demo/pretraining``)
+`VanishingDepthForDepthEstimation`; default the `make demo` output ``outputs/vanishing-depth-demo/pretraining``)
 on the real RGB-D frames of ``../shared/data`` (described in its SOURCES.md; not shipped with the project):
 
 - ``nyu``: NYU Depth v2, 3 test frames (Metric3D's demo), Kinect v1 structured light, 16-bit millimetre PNGs with the
@@ -33,7 +33,7 @@ had to infer) and on all valid pixels, by method and input pattern, then one mar
 the README. Writes ``real_frames.json`` (strict JSON: settings and every method's full metrics per corpus and
 pattern) and ``real_frames.md`` (the markdown blocks) to ``--output-dir``.
 
-    python benchmarks/bench_real_frames.py [--model outputs/vanishing-depth-dinov2-demo/pretraining]
+    python benchmarks/bench_real_frames.py [--model outputs/vanishing-depth-demo/pretraining]
         [--data-dir ../shared/data] [--output-dir outputs/real_frames] [--short-edge 112] [--max-frames N]
         [--corpora nyu redwood_noisy arkit] [--seed 0] [--threads 2] [--overwrite]
 """
@@ -60,7 +60,7 @@ from vanishing_depth.output_paths import prepare_output_dir, write_json
 from vanishing_depth.pipeline_vanishing_depth import load_completion_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = "outputs/vanishing-depth-dinov2-demo/pretraining"
+DEFAULT_MODEL = "outputs/vanishing-depth-demo/pretraining"
 DATA_ENV = "VANISHING_DEPTH_SHARED_DATA"
 DENSITY_PATTERNS = ("fraction:0.1", "fraction:0.01", "fraction:0.001")
 MODEL_NAME = "model"

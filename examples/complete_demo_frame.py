@@ -1,6 +1,6 @@
 """Complete a sparse depth map of a bundled demo frame with a pretraining checkpoint, and save a picture.
 
-    python examples/complete_demo_frame.py --model outputs/vanishing-depth-dinov2-demo/pretraining --density 0.01
+    python examples/complete_demo_frame.py --model outputs/vanishing-depth-demo/pretraining --density 0.01
 
 Without --model a random-init tiny model is used (the picture then shows an untrained prediction).
 """
@@ -37,7 +37,7 @@ def main() -> None:
         from transformers import Dinov2Config
 
         print("No --model: a RANDOMLY INITIALISED model, so the picture shows an untrained prediction. Train one with "
-              "`make demo` and pass --model outputs/vanishing-depth-dinov2-demo/pretraining.")
+              "`make demo` and pass --model outputs/vanishing-depth-demo/pretraining.")
         rgb_config = Dinov2Config(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=112)
         model = VanishingDepthForPretraining(VanishingDepthConfig(rgb_config=rgb_config)).eval()
     processor = VanishingDepthImageProcessor.from_model_config(model.config, size={"shortest_edge": 112})

@@ -215,10 +215,10 @@ def test_default_model_is_the_demo_model_or_a_hint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="make demo"):
         resolve_model_dir(None)
-    demo = tmp_path / "outputs" / "vanishing-depth-dinov2-demo" / "pretraining"
+    demo = tmp_path / "outputs" / "vanishing-depth-demo" / "pretraining"
     demo.mkdir(parents=True)
     (demo / "config.json").write_text("{}")
-    assert Path(resolve_model_dir(None)) == Path("outputs/vanishing-depth-dinov2-demo/pretraining")
+    assert Path(resolve_model_dir(None)) == Path("outputs/vanishing-depth-demo/pretraining")
     assert resolve_model_dir("some/folder") == "some/folder"
 
 

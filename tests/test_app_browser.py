@@ -8,7 +8,7 @@ other binaries.
 
 Run as a script, it takes the README's screenshot of a given model::
 
-    python tests/test_app_browser.py --model outputs/vanishing-depth-dinov2-demo/pretraining --out docs/app_screenshot.png
+    python tests/test_app_browser.py --model outputs/vanishing-depth-demo/pretraining --out docs/app_screenshot.png
 """
 
 from __future__ import annotations

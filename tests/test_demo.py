@@ -152,7 +152,7 @@ def test_demo_runs_the_sweeps_and_writes_results_and_card(tmp_path, capsys):
     assert "RMSE (m) on the removed pixels of the 4 held-out Redwood frames" in printed
     assert "RMSE (m) on all valid pixels of 4 held-out procedural rooms" in printed
     assert "0.1%" in printed and "nearest_fill" in printed and "trained_keep_measured" in printed
-    folder = tmp_path / "vanishing-depth-dinov2-demo"
+    folder = tmp_path / "vanishing-depth-demo"
     assert len(load_corpus(tmp_path / "vanishing-depth-demo-synthetic", split="test")) == 2
     for corpus, frames in (("redwood", 4), ("synthetic", 2)):
         sweep = folder if corpus == "redwood" else folder / f"eval_{corpus}"

@@ -276,7 +276,80 @@ def test_arguments_from_yaml_with_flag_override(tmp_path):
     assert args.output_dir == "from-yaml" and args.max_steps == 5 and args.image_size == 112
     assert args.dataset == ["a", "b"]
     with pytest.raises(ValueError, match="image_size"):
-        PretrainingArguments(image_size=100)
+        PretrainingArguments(image_size=0)
+
+
+def test_image_size_must_fit_the_models_patch_size(tmp_path, synthetic_corpus_dir):
+    from vanishing_depth.training.pretrain import build_model
+
+    # The crop is checked against the patch size of the model actually built, not a fixed 14 px.
+    with pytest.raises(ValueError, match="patch size 14 px, got 100"):
+        build_model(_args(tmp_path, synthetic_corpus_dir, image_size=100))
+    sixteen = json.dumps(
+        {
+            "rgb_config": {"hidden_size": 32, "num_attention_heads": 2, "patch_size": 16},
+            "decoder_channels": [8, 8, 8, 8],
+        }
+    )
+    assert (
+        build_model(_args(tmp_path, synthetic_corpus_dir, image_size=64, config_overrides=sixteen)).config.patch_size
+        == 16
+    )
+
+
+def test_random_init_backbone_of_another_family(tmp_path, synthetic_corpus_dir):
+    from vanishing_depth.training.pretrain import build_model, random_init_rgb_config
+
+    narrow = {"hidden_size": 32, "num_attention_heads": 2}
+    assert random_init_rgb_config("tiny", 56).model_type == "dinov2"
+    assert random_init_rgb_config("tiny", 56).patch_size == 14
+    rope = random_init_rgb_config("tiny", 64, {"model_type": "dinov3_vit", **narrow})
+    assert rope.model_type == "dinov3_vit" and rope.patch_size == 16  # the family's own patch
+    assert rope.intermediate_size == 128 and rope.num_hidden_layers == 4  # the shape, MLP 4x as in DINOv2
+    with pytest.raises(ValueError, match="model_type"):
+        random_init_rgb_config("tiny", 56, {"model_type": "bert"})
+    overrides = {
+        "rgb_config": {"model_type": "dinov3_vit", "patch_size": 8, "pos_embed_rescale": None, **narrow},
+        "pde_channels": 16,
+        "decoder_channels": [8, 8, 8, 8],
+        "depth_patch_normalization": "valid_mean",
+    }
+    model = build_model(_args(tmp_path, synthetic_corpus_dir, config_overrides=json.dumps(overrides))).train()
+    assert type(model.vanishing_depth.rgb_encoder).__name__ == "DINOv3ViTModel"
+    rgb, depth = random_rgbd(batch=2, height=56, width=64)
+    out = model(pixel_values=rgb, depth_values=depth * (torch.rand_like(depth) < 0.05), target_depth=depth)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.vanishing_depth.depth_encoder.embeddings.patch_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_mimetic_attention_init(tmp_path, synthetic_corpus_dir):
+    from vanishing_depth.training.pretrain import build_model
+
+    for bad in ({"random_init_attention": "orthogonal"}, {"random_init_attention": "mimetic", "rgb_backbone": "x"}):
+        with pytest.raises(ValueError, match="random_init_attention"):
+            _args(tmp_path, synthetic_corpus_dir, **bad)
+    plain = build_model(_args(tmp_path, synthetic_corpus_dir))
+    mimetic = build_model(_args(tmp_path, synthetic_corpus_dir, random_init_attention="mimetic"))
+    again = build_model(_args(tmp_path, synthetic_corpus_dir, random_init_attention="mimetic"))
+    for model in (plain, mimetic):
+        block = model.vanishing_depth.depth_encoder.encoder.layer[0].attention
+        head = slice(0, 16)  # width 32, 2 heads
+        qk = block.q_proj.weight[head].T @ block.k_proj.weight[head]  # (32, 32): x^T (W_q^T W_k) y per head
+        vo = block.o_proj.weight @ block.v_proj.weight
+        if model is plain:  # transformers' init: no structure
+            assert qk.diagonal().mean().abs() < 0.01
+        else:  # a token attends to tokens like itself, and its value path starts as a negative identity
+            assert qk.diagonal().mean() > 0.3 and qk.diagonal().mean() > 5 * qk.fill_diagonal_(0).abs().mean()
+            assert vo.diagonal().mean() < -0.3
+    same = [torch.equal(a, b) for a, b in zip(mimetic.state_dict().values(), again.state_dict().values())]
+    assert all(same)  # seeded
+    assert not torch.equal(
+        plain.state_dict()[next(k for k in plain.state_dict() if "q_proj.weight" in k)],
+        mimetic.state_dict()[next(k for k in mimetic.state_dict() if "q_proj.weight" in k)],
+    )
+    rgb, depth = random_rgbd(batch=2, height=56, width=56)
+    assert torch.isfinite(mimetic(pixel_values=rgb, depth_values=depth, target_depth=depth).loss)
 
 
 def test_corrupt_and_sparse_rows_are_skipped_and_counted(tmp_path, synthetic_corpus_dir):

@@ -3,7 +3,7 @@
 
 ```bash
 pip install -e ".[app]"
-vanishing-depth app --model outputs/vanishing-depth-dinov2-demo/pretraining   # http://127.0.0.1:7860
+vanishing-depth app --model outputs/vanishing-depth-demo/pretraining   # http://127.0.0.1:7860
 python app.py          # the same app as a Hugging Face Space starts it (model from $VANISHING_DEPTH_MODEL)
 ```
 

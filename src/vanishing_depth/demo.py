@@ -5,8 +5,8 @@ both (the 4 held-out Redwood frames and 4 procedural scenes never trained on) at
 (``keep_measured``), the same model untrained, nearest-neighbour filling and median filling. Every method is scored
 on all valid pixels and on the removed pixels alone (those it had to infer).
 
-Writes ``OUT/vanishing-depth-dinov2-demo/`` (encoder + processor: `AutoModel` / `AutoImageProcessor`),
-``OUT/vanishing-depth-dinov2-demo/pretraining/`` (`VanishingDepthForPretraining` with its decoder),
+Writes ``OUT/vanishing-depth-demo/`` (encoder + processor: `AutoModel` / `AutoImageProcessor`),
+``OUT/vanishing-depth-demo/pretraining/`` (`VanishingDepthForPretraining` with its decoder),
 ``eval_results.json`` (model-card format, both corpora), the model card (``README.md``), and the completion sweep's
 ``completion_metrics.json``, ``completion_sweep.png`` and ``rmse_by_method.png`` (`vanishing_depth.evaluation`) of the
 Redwood frames beside them (published with the model) and of the procedural rooms in ``eval_synthetic/``. The
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 DEMO_DENSITIES = (0.5, 0.1, 0.01, 0.001)
-DEMO_MODEL_FOLDER = "vanishing-depth-dinov2-demo"
+DEMO_MODEL_FOLDER = "vanishing-depth-demo"
 #: The evaluation corpora of the demo: name -> (title in the tables, eval_results dataset name and type).
 DEMO_EVAL_CORPORA = {
     "redwood": ("the 4 held-out Redwood frames", "Redwood living room 1 (demo, held-out)", "redwood-livingroom1"),
@@ -277,7 +277,7 @@ def run_demo(
 ) -> dict[str, CompletionEvalResult]:
     """Render the procedural rooms, pretrain on them and the bundled corpus, evaluate completion on held-out frames
     of both, save the results files and the model card, print the tables. A used
-    `output_root/vanishing-depth-dinov2-demo` is refused (as any pretraining output folder) unless `overwrite`
+    `output_root/vanishing-depth-demo` is refused (as any pretraining output folder) unless `overwrite`
     (`make demo` passes it: it re-runs its own demo). `synthetic_frames`: (training, held-out) procedural rooms.
     Returns the sweeps, ``{"redwood": ..., "synthetic": ...}``."""
     model_dir = Path(output_root) / DEMO_MODEL_FOLDER

@@ -24,7 +24,7 @@ def add_app_subcommand(subparsers) -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="A folder with a trained decoder: RUN/pretraining or a depth head (an encoder folder is refused), or a "
-        "Hub id. Default: the demo model outputs/vanishing-depth-dinov2-demo/pretraining written by `make demo`.",
+        "Hub id. Default: the demo model outputs/vanishing-depth-demo/pretraining written by `make demo`.",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only; 0.0.0.0: all)."

@@ -18,7 +18,7 @@ def add_demo_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, default=1800)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--overwrite", action="store_true", help="Replace OUTPUT_DIR/vanishing-depth-dinov2-demo if it holds a run."
+        "--overwrite", action="store_true", help="Replace OUTPUT_DIR/vanishing-depth-demo if it holds a run."
     )
     parser.set_defaults(func=run_demo_command)
     return parser

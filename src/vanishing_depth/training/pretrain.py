@@ -127,6 +127,7 @@ from .checkpoints import (
     save_checkpoint,
     schedule_at,
 )
+from .initialization import mimetic_attention_init_
 from .recipes import CURRICULUM_CLOCKS, RECIPES, get_recipe
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,11 @@ MAX_DRAWS_PER_FRAME = 50
 CHECKPOINT_FORMAT = "vanishing-depth-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
-# Random-init RGB backbones of real DINOv2 shapes, for runs without reachable weights (tests, the demo).
+#: `PretrainingArguments.random_init_attention` choices.
+RANDOM_INIT_ATTENTION = ("transformers", "mimetic")
+
+# Random-init RGB backbones of real DINOv2 shapes (of any supported family: `random_init_rgb_config`), for runs without
+# reachable weights (tests, the demo).
 MODEL_SHAPES = VIT_SHAPES
 
 
@@ -193,7 +198,19 @@ class PretrainingArguments:
         },
     )
     model_shape: str = field(
-        default="small", metadata={"help": f"Random-init shape when no --rgb-backbone: {list(MODEL_SHAPES)}."}
+        default="small",
+        metadata={
+            "help": f"Random-init shape when no --rgb-backbone: {list(MODEL_SHAPES)}; a DINOv2 unless "
+            '--config-overrides names another family (\'{"rgb_config": {"model_type": "dinov3_vit"}}\').'
+        },
+    )
+    random_init_attention: str = field(
+        default="transformers",
+        metadata={
+            "help": f"Random-init models only (no --rgb-backbone): {list(RANDOM_INIT_ATTENTION)}. 'mimetic' starts "
+            "every attention block of both streams in the pattern of a pretrained ViT (Trockman and Kolter 2023; "
+            "vanishing_depth.training.initialization), so attention starts local with RoPE (the demo uses it)."
+        },
     )
     config_overrides: str | None = field(
         default=None, metadata={"help": "JSON of VanishingDepthConfig fields, e.g. '{\"pde_channels\": 16}'."}
@@ -218,7 +235,7 @@ class PretrainingArguments:
             "(vanishing_depth.training.recipes)."
         },
     )
-    image_size: int | None = _recipe_field("Training crop size in pixels (multiple of 14).")
+    image_size: int | None = _recipe_field("Training crop size in pixels (a multiple of the model's patch size).")
     crop_mode: str | None = _recipe_field(
         "A non-square random crop is resized as it is ('stretch') or zero-padded to a square first ('pad': RGB "
         "black, depth missing)."
@@ -336,8 +353,19 @@ class PretrainingArguments:
                 f"`mask_warmup_epochs` and `mask_curriculum_epochs` must be >= 0, got {self.mask_warmup_epochs} and "
                 f"{self.mask_curriculum_epochs}."
             )
-        if self.image_size % 14:
-            raise ValueError(f"`image_size` must be a multiple of 14 (the patch size), got {self.image_size}.")
+        if not isinstance(self.image_size, int) or self.image_size < 1:
+            # A multiple of the model's patch size as well; `build_model` checks that against the model it builds
+            # (14 px for DINOv2, 16 px for DINOv3 and SigLIP, 8 px for the demo's tiny model).
+            raise ValueError(f"`image_size` must be a positive number of pixels, got {self.image_size!r}.")
+        if self.random_init_attention not in RANDOM_INIT_ATTENTION:
+            raise ValueError(
+                f"`random_init_attention` must be one of {list(RANDOM_INIT_ATTENTION)}, got {self.random_init_attention!r}."
+            )
+        if self.rgb_backbone and self.random_init_attention != "transformers":
+            raise ValueError(
+                f"`random_init_attention={self.random_init_attention!r}` initialises a random-init backbone; with "
+                f"`rgb_backbone` ({self.rgb_backbone!r}) the weights come from the backbone. Drop one of the two."
+            )
         if self.model_shape not in MODEL_SHAPES:
             raise ValueError(f"`model_shape` must be one of {list(MODEL_SHAPES)}, got {self.model_shape!r}.")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -688,12 +716,26 @@ def resolve_fuse_cls_token(choice: str, hidden_size: int) -> bool:
     return choice == "true"
 
 
+def random_init_rgb_config(model_shape: str, image_size: int, rgb_overrides: dict | None = None):
+    """The RGB backbone config of a random-init run: the `MODEL_SHAPES` entry `model_shape` at `image_size` px, of the
+    family ``rgb_overrides["model_type"]`` (default ``"dinov2"``, 14 px patches; ``"dinov3_vit"`` and
+    ``"siglip_vision_model"`` keep their own 16 px), with `rgb_overrides` (any field of that family's config) on top.
+    The MLP is 4x the width in every family, as in DINOv2 (the other families' configs default to a fixed width)."""
+    rgb_overrides = dict(rgb_overrides or {})
+    model_type = rgb_overrides.pop("model_type", "dinov2")
+    shape = dict(MODEL_SHAPES[model_shape])
+    if model_type != "dinov2":
+        shape["intermediate_size"] = 4 * rgb_overrides.get("hidden_size", shape["hidden_size"])
+    patch = {"patch_size": 14} if model_type == "dinov2" else {}
+    return VanishingDepthConfig(
+        rgb_config={"model_type": model_type, "image_size": image_size, **patch, **shape, **rgb_overrides}
+    ).rgb_config
+
+
 def build_model(args: PretrainingArguments):
     """The `VanishingDepthForPretraining` of the run: from `rgb_backbone` (both streams start from its weights) or
     random-init of `model_shape`; the recipe's model choices (`MODEL_CONFIG_ARGUMENTS`, `fuse_cls_token`) go into its
     config, `config_overrides` may set any other config field."""
-    from transformers import Dinov2Config
-
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
     clashing = sorted(set(overrides) & {*MODEL_CONFIG_ARGUMENTS, "fuse_cls_token"})
     if clashing:
@@ -715,16 +757,16 @@ def build_model(args: PretrainingArguments):
             model.vanishing_depth.freeze_rgb_encoder()
     else:
         torch.manual_seed(args.seed)
-        rgb_overrides = overrides.pop("rgb_config", {})
-        rgb_config = Dinov2Config(
-            **{"image_size": args.image_size, "patch_size": 14, **MODEL_SHAPES[args.model_shape], **rgb_overrides}
-        )
+        rgb_config = random_init_rgb_config(args.model_shape, args.image_size, overrides.pop("rgb_config", {}))
         fuse_cls_token = resolve_fuse_cls_token(args.fuse_cls_token, rgb_config.hidden_size)
         config = VanishingDepthConfig(rgb_config=rgb_config, fuse_cls_token=fuse_cls_token, **overrides)
         model = VanishingDepthForPretraining(config)
+        if args.random_init_attention == "mimetic":
+            mimetic_attention_init_(model.vanishing_depth, torch.Generator().manual_seed(args.seed))
         logger.warning(
-            "No --rgb-backbone: the RGB stream is a RANDOM-INIT DINOv2 (%s shape). Fine for tests and the demo; a real "
+            "No --rgb-backbone: the RGB stream is a RANDOM-INIT %s (%s shape). Fine for tests and the demo; a real "
             "run starts from pretrained weights (e.g. --rgb-backbone facebook/dinov2-small).",
+            rgb_config.model_type,
             args.model_shape,
         )
     if args.image_size % model.config.patch_size:
@@ -1552,6 +1594,8 @@ __all__ = [
     "PretrainingBatchAssembler",
     "PretrainingBatches",
     "build_model",
+    "random_init_rgb_config",
+    "RANDOM_INIT_ATTENTION",
     "build_optimizer",
     "check_output_dir",
     "check_resume",

@@ -252,7 +252,8 @@ RECIPES: Mapping[str, PretrainingRecipe] = MappingProxyType({OFFICIAL.name: OFFI
 
 
 #: The tiny random-init model the demo and the encoding study pretrain (`--model-shape tiny` plus these config
-#: overrides and optimiser settings): one definition, so the study measures the demo's model.
+#: overrides, and the `PretrainingArguments` of `TINY_DEMO_OPTIMISATION`): one definition, so the study measures the
+#: demo's model.
 TINY_DEMO_CONFIG_OVERRIDES = {
     "pde_channels": 32,
     "se_reduction": 8,
@@ -262,12 +263,21 @@ TINY_DEMO_CONFIG_OVERRIDES = {
     # measured pixels of a sparse patch reach its embedding at full strength (at 1 % density the model had ignored
     # its input: doubling every input depth moved its output by about 10 %; with it, by about 80 %).
     "depth_patch_normalization": "valid_mean",
-    "rgb_config": {"patch_size": 8},
+    # A DINOv3-family backbone (rotary position embeddings, RoPE) rather than DINOv2's absolute position table: in a
+    # random-init DINOv2 the table is 200x weaker than a measured depth token (norm 0.35 against 68-85 after
+    # pretraining), so the depth tokens lose their position, attention stays as wide as uniform attention and a
+    # measurement reached no further than its own patch (benchmarks/README.md). RoPE rotates every query and key by
+    # its position whatever the token's norm: 1 % RMSE on held-out Redwood 0.332 -> 0.282 m, 0.1 % 0.500 -> 0.438 m.
+    # No coordinate augmentation (`pos_embed_rescale`): the RGB stream is frozen and the depth stream shares its RoPE.
+    "rgb_config": {"model_type": "dinov3_vit", "patch_size": 8, "pos_embed_rescale": None},
 }
 TINY_DEMO_OPTIMISATION = {
     "learning_rate": 1e-3,  # a random-init tiny encoder learns far faster than a pretrained ViT may be pushed
     "decoder_learning_rate": 2e-3,
     "crop_scale_min": 0.25,
+    # The backbone is random: start its attention in a pretrained ViT's pattern (Trockman and Kolter 2023), local
+    # with RoPE. 0.1 % RMSE on held-out Redwood 0.438 -> 0.404 m, procedural rooms 1.213 -> 1.017 m (stop 20).
+    "random_init_attention": "mimetic",
 }
 
 
