@@ -95,7 +95,9 @@ def block_index(stage: int) -> int:
     return stage - 1
 
 
-def _rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
+def rgb_config_from_any(rgb_config: Any) -> PreTrainedConfig:
+    """An RGB backbone config of a supported family from a config (copied), a dict with an optional ``model_type``
+    (default ``"dinov2"``; the family's own defaults fill the rest) or None (DINOv2 ViT-B/14 at 518 px)."""
     if rgb_config is None:
         # DINOv2 ViT-B/14, the paper's default RGB encoder. Built locally, no network.
         return Dinov2Config(image_size=518, **VIT_SHAPES["base"])
@@ -323,7 +325,7 @@ class VanishingDepthConfig(BackboneConfigMixin, PreTrainedConfig):
         backbone_feature_strides: list[int] | None = None,
         **kwargs,
     ):
-        self.rgb_config = _rgb_config_from_any(rgb_config)
+        self.rgb_config = rgb_config_from_any(rgb_config)
         self.pde_channels = pde_channels
         self.pde_temperature = pde_temperature
         self.max_depth = max_depth
@@ -581,6 +583,7 @@ __all__ = [
     "VIT_SHAPES",
     "VanishingDepthConfig",
     "authors_fuse_cls_token",
+    "rgb_config_from_any",
     "block_index",
     "default_fusion_layers",
     "depth_scale_code_positions",

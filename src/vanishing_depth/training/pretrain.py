@@ -105,6 +105,7 @@ from ..configuration_vanishing_depth import (
     VIT_SHAPES,
     VanishingDepthConfig,
     authors_fuse_cls_token,
+    rgb_config_from_any,
 )
 from ..data import RGBDSampleDecoder, load_corpus, prepare_pretraining_corpus
 from ..evaluation import PretrainingValidationMetrics
@@ -337,6 +338,7 @@ class PretrainingArguments:
             ("random_depth_jitter", RANDOM_DEPTH_JITTERS),
             ("curriculum_clock", CURRICULUM_CLOCKS),
             ("fuse_cls_token", FUSE_CLS_TOKEN_CHOICES),
+            ("random_init_attention", RANDOM_INIT_ATTENTION),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}.")
@@ -357,10 +359,6 @@ class PretrainingArguments:
             # A multiple of the model's patch size as well; `build_model` checks that against the model it builds
             # (14 px for DINOv2, 16 px for DINOv3 and SigLIP, 8 px for the demo's tiny model).
             raise ValueError(f"`image_size` must be a positive number of pixels, got {self.image_size!r}.")
-        if self.random_init_attention not in RANDOM_INIT_ATTENTION:
-            raise ValueError(
-                f"`random_init_attention` must be one of {list(RANDOM_INIT_ATTENTION)}, got {self.random_init_attention!r}."
-            )
         if self.rgb_backbone and self.random_init_attention != "transformers":
             raise ValueError(
                 f"`random_init_attention={self.random_init_attention!r}` initialises a random-init backbone; with "
@@ -718,18 +716,17 @@ def resolve_fuse_cls_token(choice: str, hidden_size: int) -> bool:
 
 def random_init_rgb_config(model_shape: str, image_size: int, rgb_overrides: dict | None = None):
     """The RGB backbone config of a random-init run: the `MODEL_SHAPES` entry `model_shape` at `image_size` px, of the
-    family ``rgb_overrides["model_type"]`` (default ``"dinov2"``, 14 px patches; ``"dinov3_vit"`` and
-    ``"siglip_vision_model"`` keep their own 16 px), with `rgb_overrides` (any field of that family's config) on top.
-    The MLP is 4x the width in every family, as in DINOv2 (the other families' configs default to a fixed width)."""
+    family ``rgb_overrides["model_type"]`` (default ``"dinov2"``), with `rgb_overrides` (any field of that family's
+    config) on top; the rest are the family's defaults (DINOv2 14 px patches, DINOv3 and SigLIP 16 px). The MLP is 4x
+    the width in every family: DINOv2's `mlp_ratio`, set as `intermediate_size` where a family has one (its default
+    is a fixed width)."""
     rgb_overrides = dict(rgb_overrides or {})
-    model_type = rgb_overrides.pop("model_type", "dinov2")
-    shape = dict(MODEL_SHAPES[model_shape])
-    if model_type != "dinov2":
-        shape["intermediate_size"] = 4 * rgb_overrides.get("hidden_size", shape["hidden_size"])
-    patch = {"patch_size": 14} if model_type == "dinov2" else {}
-    return VanishingDepthConfig(
-        rgb_config={"model_type": model_type, "image_size": image_size, **patch, **shape, **rgb_overrides}
-    ).rgb_config
+    rgb_config = rgb_config_from_any(
+        {"image_size": image_size, **MODEL_SHAPES[model_shape], "model_type": "dinov2", **rgb_overrides}
+    )
+    if hasattr(rgb_config, "intermediate_size") and "intermediate_size" not in rgb_overrides:
+        rgb_config.intermediate_size = 4 * rgb_config.hidden_size
+    return rgb_config
 
 
 def build_model(args: PretrainingArguments):
