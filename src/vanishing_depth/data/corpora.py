@@ -26,7 +26,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Sequence as SequenceABC
 from importlib.resources import files
 from pathlib import Path
@@ -266,6 +266,16 @@ def _folder_rows(pairs: list[tuple[str, str, str]], depth_format: str, source_na
         }
 
 
+def _files_stamp(paths: Iterable[str | os.PathLike]) -> str:
+    """A digest of the files' paths, sizes and modification times: passed to `Dataset.from_generator` so that its
+    cache key changes when a file does, not only when a path does."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def build_corpus_from_folder(
     rgb_dir: str | os.PathLike,
     depth_dir: str | os.PathLike,
@@ -367,12 +377,7 @@ def build_corpus_from_folder(
         kept = {frame_id for _, _, frame_id in good}
         intrinsics = {k: v for k, v in intrinsics.items() if k in kept}
 
-    # The stamp makes the `datasets` cache key depend on the files' sizes and mtimes, not only their paths.
-    digest = hashlib.sha256()
-    for rgb, depth, _ in good:
-        for path in (rgb, depth):
-            stat = os.stat(path)
-            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    stamp = _files_stamp(path for rgb, depth, _ in good for path in (rgb, depth))
     logger.info(
         "build_corpus_from_folder: %d pairs from %s and %s (format %r).", len(good), rgb_dir, depth_dir, depth_format
     )
@@ -385,7 +390,7 @@ def build_corpus_from_folder(
             "depth_format": depth_format,
             "source_name": source_name,
             "intrinsics": intrinsics,
-            "stamp": digest.hexdigest(),
+            "stamp": stamp,
         },
     )
 
@@ -448,10 +453,7 @@ def build_corpus_from_rosbag(
     )
     # The `datasets` cache key follows the recording's files' sizes and mtimes, not only its path.
     files_in_bag = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
-    digest = hashlib.sha256()
-    for file in files_in_bag:
-        stat = os.stat(file)
-        digest.update(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    stamp = _files_stamp(file.resolve() for file in files_in_bag)
     return Dataset.from_generator(
         _rosbag_rows,
         features=rgbd_corpus_features(),
@@ -459,7 +461,7 @@ def build_corpus_from_rosbag(
         gen_kwargs={
             "reader": reader,
             "source_name": source_name,
-            "stamp": digest.hexdigest(),
+            "stamp": stamp,
         },
     )
 
